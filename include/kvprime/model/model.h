@@ -1,0 +1,75 @@
+// A decoder-only transformer loaded from a Hugging Face checkpoint directory (config.json +
+// safetensors), run with an explicit KV cache and explicit positions:
+//   logits = model.forward(input_ids [B,T], positions [B,T], cache, options)
+// appends T slots to `cache`. Llama, Mistral, Qwen2, Qwen3, Gemma 2 and Gemma 3 (text) share one
+// block structure; their differences are switches in ModelConfig (see model/config.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvprime/cache/kv_cache.h"
+#include "kvprime/model/config.h"
+#include "kvprime/model/rope.h"
+
+namespace kvprime {
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;  // compute and cache dtype
+  at::Device device = at::kCPU;
+  std::string name;                   // identity name; default: the directory's name
+};
+
+enum class LogitsMode { All, Last, None };
+
+struct ForwardOptions {
+  LogitsMode logits = LogitsMode::All;
+  // [B, T] bool/int (true/1 = real token). Padding tokens are stored as invalid slots that no
+  // query ever attends to. Undefined: all tokens are real.
+  at::Tensor attention_mask;
+  // [B, T, S + T] bool (true = may attend) over the cache's S slots then the T new ones. Replaces
+  // the causal rule (padding validity and sliding windows still apply). Undefined: causal.
+  at::Tensor custom_mask;
+};
+
+
+class Model {
+ public:
+  static Model load(const std::string& dir, const LoadOptions& options = {});
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  const ModelConfig& config() const { return config_; }
+  const ModelIdentity& identity() const { return identity_; }
+  at::ScalarType dtype() const { return dtype_; }
+  at::Device device() const { return device_; }
+  const Rotary& rotary(int64_t il) const { return rotary_.at(il); }
+
+  KVCache new_cache(int64_t batch = 1) const;
+
+  // input_ids, positions: [B, T] int64 (any device; moved to the model's). Returns logits
+  // [B, T, vocab] (All), [B, vocab] (Last: each row's last real token) or undefined (None), in
+  // float32. The cache must come from this model; on error the cache is left unchanged.
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& positions, KVCache& cache,
+                     const ForwardOptions& options = {}) const;
+
+  // Positions continuing the cache: row b gets next_positions()[b] + 0..T-1.
+  at::Tensor continue_positions(const KVCache& cache, int64_t T) const;
+
+ private:
+  Model();
+  ModelConfig config_;
+  ModelIdentity identity_;
+  at::ScalarType dtype_ = at::kFloat;
+  at::Device device_ = at::kCPU;
+  std::vector<Rotary> rotary_;  // one per layer
+  struct Weights;
+  std::unique_ptr<Weights> w_;
+};
+
+}  // namespace kvprime

@@ -1,0 +1,61 @@
+// Rotary position embeddings in Hugging Face's half-split layout:
+//   x_rot = x * cos + rotate_half(x) * sin,  rotate_half([a, b]) = [-b, a],
+//   cos/sin = cat(freqs, freqs) with freqs[p, i] = p * inv_freq[i], times attention_scaling.
+// Only the first rotary_dim dims of a head rotate (partial rotary); the rest pass through.
+// Frequencies come from the layer's RopeParams exactly as transformers computes them
+// (float32 arithmetic in the same order), so keys match HF bit for bit or to float rounding.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "kvprime/model/config.h"
+
+namespace kvprime {
+
+// [.., 2h] -> [.., 2h]: concat(-x[.., h:], x[.., :h])
+at::Tensor rotate_half(const at::Tensor& x);
+
+struct RopeFrequencies {
+  at::Tensor inv_freq;            // [rotary_dim / 2] float32, CPU
+  double attention_scaling = 1.0; // multiplies cos and sin (yarn's mscale; 1 otherwise)
+  int64_t rotary_dim = 0;
+};
+
+// HF's rope init functions (default, linear, dynamic, llama3, yarn). `seq_len` matters only for
+// dynamic scaling (HF recomputes when the sequence outgrows original_max_position_embeddings);
+// 0 means "within the original context".
+RopeFrequencies compute_rope_frequencies(const RopeParams& p, int64_t head_dim,
+                                         int64_t max_position_embeddings, int64_t seq_len = 0);
+
+// One layer's rotary embedding.
+class Rotary {
+ public:
+  Rotary() = default;
+  Rotary(RopeParams params, int64_t head_dim, int64_t max_position_embeddings);
+
+  const RopeParams& params() const { return params_; }
+  const RopeFrequencies& frequencies() const { return freq_; }
+  int64_t head_dim() const { return head_dim_; }
+
+  // cos, sin: [B, T, rotary_dim] in `dtype` on positions' device, computed in float32 as HF does
+  // (freqs = inv_freq x positions, emb = cat(freqs, freqs), cos = emb.cos() * attention_scaling).
+  std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions /*[B,T] int64*/,
+                                            at::ScalarType dtype) const;
+
+  // x: [B, H, T, head_dim] -> x rotated to `positions` [B, T].
+  at::Tensor apply(const at::Tensor& x, const at::Tensor& positions) const;
+
+  // Re-position already rotated keys: k [B, H, S, head_dim] at positions p -> keys at p + delta,
+  // delta [B, S] (or [S], or a 0-dim tensor) int64, possibly negative. A pure rotation (no
+  // attention_scaling: the keys already carry it). The angle delta * inv_freq is formed in float64
+  // and the product in float32 before casting back to k's dtype.
+  at::Tensor shift(const at::Tensor& k, const at::Tensor& delta) const;
+
+ private:
+  RopeParams params_;
+  int64_t head_dim_ = 0;
+  int64_t max_position_embeddings_ = 0;
+  RopeFrequencies freq_;
+};
+
+}  // namespace kvprime

@@ -1,0 +1,12 @@
+#include "kvprime/core/error.h"
+
+namespace kvprime::detail {
+
+void throw_error(const std::string& msg) { throw Error(msg); }
+
+void throw_internal(const char* file, int line, const char* cond, const std::string& msg) {
+  throw Error(concat("internal error (a kvprime bug, please report it): ", cond, " failed at ",
+                     file, ":", line, msg.empty() ? "" : ": ", msg));
+}
+
+}  // namespace kvprime::detail

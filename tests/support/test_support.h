@@ -1,0 +1,37 @@
+// Shared helpers for the test binaries: where fixtures live, temporary directories, tensor diffs.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace kvprime::test {
+
+std::string fixtures_dir();                  // tests/fixtures
+std::string fixture(const std::string& rel); // tests/fixtures/<rel>
+std::string source_dir();                    // repository root
+std::string npm_dir();                       // third_party/npm (tokenizer packages)
+std::string cli_path();                      // the built kvprime executable
+
+// A fresh empty directory under the system temp dir, removed when the object goes.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+// max |a - b| over all elements, computed in float64 on CPU.
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b);
+// max |a - b| / max(max |b|, tiny): relative to the reference's scale.
+double max_rel_diff(const at::Tensor& a, const at::Tensor& b);
+
+}  // namespace kvprime::test
