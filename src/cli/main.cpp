@@ -1,2 +1,39 @@
+// kvprime: build, operate on and score transformer KV caches.
 #include <iostream>
-int main() { std::cout << "kvprime\n"; return 0; }
+#include <map>
+
+#include "commands.h"
+#include "kvprime/core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvprime: build, operate on and score transformer KV caches"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("kvprime 0.1.0"));
+
+  std::map<CLI::App*, kvprime::cli::Action> actions;
+  auto reg = [&](const char* name, const char* help, auto add) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    actions[sub] = add(*sub);
+  };
+  reg("info", "Print a checkpoint's resolved configuration", kvprime::cli::add_info);
+  reg("generate", "Greedy generation from token ids", kvprime::cli::add_generate);
+  reg("score", "Mean NLL of continuation tokens after a context, through the KV cache",
+      kvprime::cli::add_score);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);  // prints usage; exit code 106 etc. for errors, 0 for --help
+  }
+  try {
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+  } catch (const kvprime::Error& e) {
+    std::cerr << "kvprime: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "kvprime: unexpected error: " << e.what() << "\n";
+    return 3;
+  }
+  return 0;
+}

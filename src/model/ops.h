@@ -1,0 +1,23 @@
+// Building blocks shared by every architecture, written to follow Hugging Face's arithmetic
+// (which dtype each step runs in) so float32 results agree to rounding.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "kvprime/model/config.h"
+
+namespace kvprime::ops {
+
+// RMSNorm over the last dim. Llama style: normalise in float32, cast back, times w (in x's dtype).
+// Gemma style (one_plus): normalise and multiply by (1 + w) in float32, then cast back.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, bool one_plus);
+
+// x @ w^T (+ b); b may be undefined.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+
+at::Tensor activation(const at::Tensor& x, Activation act);
+
+// tanh(x / cap) * cap  (Gemma 2 logit soft-capping)
+at::Tensor softcap(const at::Tensor& x, double cap);
+
+}  // namespace kvprime::ops

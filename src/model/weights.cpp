@@ -1,0 +1,150 @@
+#include "weights.h"
+
+#include <set>
+
+#include "kvprime/core/dtype.h"
+#include "kvprime/core/error.h"
+
+namespace kvprime {
+
+namespace {
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+class Reader {
+ public:
+  Reader(const Checkpoint& ckpt, const ModelConfig& cfg, std::string prefix, std::string head_prefix,
+         at::ScalarType dtype, at::Device device)
+      : ckpt_(ckpt), cfg_(cfg), prefix_(std::move(prefix)), head_prefix_(std::move(head_prefix)),
+        dtype_(dtype), device_(device) {}
+
+  bool has(const std::string& name) const { return ckpt_.contains(prefix_ + name); }
+
+  // A tensor under the language model's prefix, checked against `shape`.
+  at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
+    return fetch(prefix_ + name, shape);
+  }
+  at::Tensor get_optional(const std::string& name, std::vector<int64_t> shape) const {
+    return has(name) ? get(name, shape) : at::Tensor();
+  }
+  at::Tensor get_head(const std::string& name, std::vector<int64_t> shape) const {
+    return fetch(head_prefix_ + name, shape);
+  }
+  bool has_head(const std::string& name) const { return ckpt_.contains(head_prefix_ + name); }
+
+ private:
+  at::Tensor fetch(const std::string& full, const std::vector<int64_t>& shape) const {
+    KVP_CHECK(ckpt_.contains(full), "checkpoint ", ckpt_.dir(), ": tensor '", full,
+              "' is missing; config ", cfg_.source, " (", cfg_.architecture,
+              ") needs it. Do the config and the weights belong to the same model?");
+    const TensorInfo& info = ckpt_.info(full);
+    KVP_CHECK(info.scalar_type == at::kFloat || info.scalar_type == at::kBFloat16 ||
+                  info.scalar_type == at::kHalf,
+              ckpt_.file_of(full), ": tensor '", full, "' has dtype ", info.dtype,
+              "; model weights must be F32, F16 or BF16 (quantised checkpoints are not supported: "
+              "use the original float weights)");
+    KVP_CHECK(info.shape == shape, ckpt_.file_of(full), ": tensor '", full, "' has shape ",
+              shape_str(info.shape), " but config ", cfg_.source, " implies ", shape_str(shape),
+              "; the config does not match these weights");
+    return ckpt_.tensor(full).to(device_, dtype_);
+  }
+
+  const Checkpoint& ckpt_;
+  const ModelConfig& cfg_;
+  std::string prefix_, head_prefix_;
+  at::ScalarType dtype_;
+  at::Device device_;
+};
+
+// The LM head sits beside the decoder: "model." -> "", "language_model.model." -> "language_model.",
+// "model.language_model." (transformers 5 multimodal) -> "".
+std::string head_prefix_for(const std::string& prefix) {
+  const std::string tail = "model.";
+  if (prefix.size() >= tail.size() && prefix.compare(prefix.size() - tail.size(), tail.size(), tail) == 0)
+    return prefix.substr(0, prefix.size() - tail.size());
+  return "";
+}
+
+}  // namespace
+
+ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::ScalarType dtype,
+                          at::Device device) {
+  // Pick the prefix under which this checkpoint stores the language model.
+  std::string prefix;
+  for (const auto& p : cfg.weight_prefixes) {
+    if (ckpt.contains(p + "embed_tokens.weight")) {
+      prefix = p;
+      break;
+    }
+  }
+  if (prefix.empty()) {
+    std::string tried;
+    for (const auto& p : cfg.weight_prefixes) tried += (tried.empty() ? "'" : ", '") + p + "embed_tokens.weight'";
+    KVP_FAIL("checkpoint ", ckpt.dir(), ": no token embedding found (tried ", tried,
+             "); is this a ", cfg.architecture, " checkpoint in Hugging Face format?");
+  }
+  Reader r(ckpt, cfg, prefix, head_prefix_for(prefix), dtype, device);
+
+  const int64_t d = cfg.hidden_size, dff = cfg.intermediate_size, hd = cfg.head_dim;
+  const int64_t q_out = cfg.n_head * hd, kv_out = cfg.n_head_kv * hd;
+
+  // A config with fewer layers than the weights is a mismatch, not something to ignore silently.
+  KVP_CHECK(!r.has("layers." + std::to_string(cfg.n_layer) + ".input_layernorm.weight"),
+            "checkpoint ", ckpt.dir(), " has more than num_hidden_layers=", cfg.n_layer,
+            " layers (found '", prefix, "layers.", cfg.n_layer, ".*'); config ", cfg.source,
+            " does not match these weights");
+
+  ModelWeights w;
+  w.embed = r.get("embed_tokens.weight", {cfg.vocab_size, d});
+  w.final_norm = r.get("norm.weight", {d});
+  if (cfg.tie_word_embeddings) {
+    w.lm_head = w.embed;
+  } else {
+    KVP_CHECK(r.has_head("lm_head.weight"), "checkpoint ", ckpt.dir(),
+              ": 'lm_head.weight' is missing and config ", cfg.source,
+              " has tie_word_embeddings=false; set tie_word_embeddings=true if the model shares "
+              "its embedding");
+    w.lm_head = r.get_head("lm_head.weight", {cfg.vocab_size, d});
+  }
+
+  for (int64_t il = 0; il < cfg.n_layer; ++il) {
+    const std::string L = "layers." + std::to_string(il) + ".";
+    LayerWeights lw;
+    lw.attn_norm = r.get(L + "input_layernorm.weight", {d});
+    lw.post_attn_norm = r.get(L + "post_attention_layernorm.weight", {d});
+    if (cfg.sandwich_norm) {
+      lw.pre_ffn_norm = r.get(L + "pre_feedforward_layernorm.weight", {d});
+      lw.post_ffn_norm = r.get(L + "post_feedforward_layernorm.weight", {d});
+    }
+    lw.wq = r.get(L + "self_attn.q_proj.weight", {q_out, d});
+    lw.wk = r.get(L + "self_attn.k_proj.weight", {kv_out, d});
+    lw.wv = r.get(L + "self_attn.v_proj.weight", {kv_out, d});
+    lw.wo = r.get(L + "self_attn.o_proj.weight", {d, q_out});
+    if (cfg.qkv_bias) {
+      lw.bq = r.get(L + "self_attn.q_proj.bias", {q_out});
+      lw.bk = r.get(L + "self_attn.k_proj.bias", {kv_out});
+      lw.bv = r.get(L + "self_attn.v_proj.bias", {kv_out});
+    }
+    if (cfg.o_bias) lw.bo = r.get(L + "self_attn.o_proj.bias", {d});
+    if (cfg.qk_norm) {
+      lw.q_norm = r.get(L + "self_attn.q_norm.weight", {hd});
+      lw.k_norm = r.get(L + "self_attn.k_norm.weight", {hd});
+    }
+    lw.w_gate = r.get(L + "mlp.gate_proj.weight", {dff, d});
+    lw.w_up = r.get(L + "mlp.up_proj.weight", {dff, d});
+    lw.w_down = r.get(L + "mlp.down_proj.weight", {d, dff});
+    if (cfg.mlp_bias) {
+      lw.b_gate = r.get(L + "mlp.gate_proj.bias", {dff});
+      lw.b_up = r.get(L + "mlp.up_proj.bias", {dff});
+      lw.b_down = r.get(L + "mlp.down_proj.bias", {d});
+    }
+    w.layers.push_back(std::move(lw));
+  }
+  return w;
+}
+
+}  // namespace kvprime

@@ -1,0 +1,42 @@
+// The tensors of one decoder model, named as in Hugging Face checkpoints, resolved, shape-checked
+// against the ModelConfig and converted to the compute dtype/device once at load time.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "kvprime/io/safetensors.h"
+#include "kvprime/model/config.h"
+
+namespace kvprime {
+
+struct LayerWeights {
+  at::Tensor attn_norm;      // [d_model]               input_layernorm
+  at::Tensor post_attn_norm; // [d_model]               post_attention_layernorm
+  at::Tensor pre_ffn_norm;   // [d_model]               Gemma: pre_feedforward_layernorm
+  at::Tensor post_ffn_norm;  // [d_model]               Gemma: post_feedforward_layernorm
+  at::Tensor wq, bq;         // [n_head*head_dim, d_model], [n_head*head_dim]
+  at::Tensor wk, bk;         // [n_head_kv*head_dim, d_model], [n_head_kv*head_dim]
+  at::Tensor wv, bv;         // [n_head_kv*head_dim, d_model], [n_head_kv*head_dim]
+  at::Tensor wo, bo;         // [d_model, n_head*head_dim], [d_model]
+  at::Tensor q_norm, k_norm; // [head_dim]              Qwen3 / Gemma3
+  at::Tensor w_gate, b_gate; // [d_ff, d_model], [d_ff]
+  at::Tensor w_up, b_up;     // [d_ff, d_model], [d_ff]
+  at::Tensor w_down, b_down; // [d_model, d_ff], [d_model]
+};
+
+struct ModelWeights {
+  at::Tensor embed;       // [vocab, d_model]
+  at::Tensor final_norm;  // [d_model]
+  at::Tensor lm_head;     // [vocab, d_model]; the embedding itself when tied
+  std::vector<LayerWeights> layers;
+};
+
+// Reads every tensor the config calls for from `ckpt`; errors name the checkpoint file, the
+// tensor, the expected and actual shapes, and point at a config/weights mismatch.
+ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::ScalarType dtype,
+                          at::Device device);
+
+}  // namespace kvprime
