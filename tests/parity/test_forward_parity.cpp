@@ -148,9 +148,26 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ForwardParity);
 
 // The committed fixture set must be complete, so a missing directory fails instead of skipping.
 TEST(ForwardParityFixtures, AllArchitecturesPresent) {
-  for (const char* m : {"llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"})
+  for (const char* m : {"llama3", "llama_yarn", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"})
     EXPECT_TRUE(fs::exists(kvprime::test::fixture(std::string("parity/") + m + "/expected.safetensors")))
         << m << ": run tools/make_parity_fixtures.py on the GPU machine";
+}
+
+// Gemma 3 published by transformers 4.x (rope_theta + rope_local_base_freq + rope_scaling +
+// sliding_window_pattern) describes the same model as the 5.x file (rope_parameters per layer
+// type + layer_types): both must give HF's logits.
+TEST(ForwardParityFixtures, Gemma3TransformersV4ConfigGivesTheSameLogits) {
+  const std::string src = kvprime::test::fixture("parity/gemma3");
+  kvprime::test::TempDir d;
+  fs::copy_file(src + "/config_v4.json", d.file("config.json"));
+  fs::copy_file(src + "/model.safetensors", d.file("model.safetensors"));
+  Model m = Model::load(d.path());
+  auto expected = SafeTensorsFile::open(src + "/expected.safetensors");
+  auto ids = expected.tensor("plain/input_ids");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  auto pos = at::arange(T, at::kLong).unsqueeze(0).expand({B, T}).contiguous();
+  auto c = m.new_cache(B);
+  EXPECT_LT(max_rel_diff(m.forward(ids, pos, c), expected.tensor("plain/logits")), kTol);
 }
 
 }  // namespace
