@@ -181,7 +181,8 @@ bool nfc_quick_inert(std::string_view s) {
     }
     uint32_t cp = utf8_next(s, i);
     if (ccc_of(cp) != 0 || sec[cp] || decomp_of(cp) != nullptr ||
-        (cp >= SBase && cp < SBase + SCount))
+        (cp >= SBase && cp < SBase + SCount) || (cp >= VBase && cp < VBase + VCount) ||
+        (cp > TBase && cp < TBase + TCount))
       return false;
   }
   return true;
