@@ -441,7 +441,7 @@ def main():
     model.eval()
     model.half()
     model.config.use_cache = True
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out)  # transformers 5 always writes safetensors
     st_path = os.path.join(out, "model.safetensors")
     if not os.path.isfile(st_path):
         die(f"save_pretrained did not write {st_path}: {os.listdir(out)}")
@@ -483,6 +483,21 @@ def main():
         gen = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=hf_tok.pad_token_id,
                              eos_token_id=hf_tok.eos_token_id)
     continuation = hf_tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+
+    # HF's float32 logits, ids and K/V of the first held-out prompt: kvprime's demo_model tests
+    # compare against them (same committed fp16 weights, computed in float32, eager attention).
+    from safetensors.torch import save_file
+
+    model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        ref_out = model(input_ids=ids, use_cache=True)
+    ref = {"input_ids": ids[0].cpu().contiguous(), "logits": ref_out.logits[0].float().cpu().contiguous()}
+    for li, layer in enumerate(ref_out.past_key_values.layers):
+        ref[f"k/{li}"] = layer.keys[0].float().cpu().contiguous()
+        ref[f"v/{li}"] = layer.values[0].float().cpu().contiguous()
+    save_file(ref, os.path.join(out, "reference.safetensors"),
+              metadata={"prompt": prompt, "transformers": transformers.__version__, "torch": torch.__version__,
+                        "dtype": "float32", "device": str(device)})
 
     eval_json = {
         "dataset": args.dataset, "n_heldout": len(heldout), "model_dtype": "float32",

@@ -21,6 +21,7 @@
 
 #include "io/mapped_file.h"
 #include "kvprime/core/error.h"
+#include "kvprime/core/hash.h"
 
 namespace kvprime {
 
@@ -456,22 +457,13 @@ std::string Checkpoint::fingerprint() const {
   for (const auto& f : files_) headers.push_back(&f.header_json());
   std::sort(headers.begin(), headers.end(),
             [](const std::string* a, const std::string* b) { return *a < *b; });
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 offset basis
-  auto feed = [&h](const void* data, size_t n) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    for (size_t i = 0; i < n; ++i) {
-      h ^= p[i];
-      h *= 0x100000001b3ull;  // FNV-1a 64 prime
-    }
-  };
+  uint64_t h = fnv1a64({});
   for (const std::string* s : headers) {
     const uint64_t len = s->size();
-    feed(&len, sizeof len);
-    feed(s->data(), s->size());
+    h = fnv1a64(std::string_view(reinterpret_cast<const char*>(&len), sizeof len), h);
+    h = fnv1a64(*s, h);
   }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016" PRIx64, h);
-  return hex;
+  return hex64(h);
 }
 
 // ---------------------------------------------------------------------------------------------
