@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,8 +29,10 @@ struct RopeParams {
   RopeType type = RopeType::Default;
   double theta = 10000.0;
   double factor = 1.0;                        // linear, dynamic, llama3, yarn
-  double partial_rotary_factor = 1.0;         // rotary_dim = int(head_dim * factor)
-  int64_t original_max_position_embeddings = 0;  // dynamic, llama3, yarn (0 = max_position_embeddings)
+  double partial_rotary_factor = 1.0;         // rotary_dim = int(head_dim * partial_rotary_factor)
+  // llama3, yarn: the pre-training context (0 = max_position_embeddings, as HF's default). Dynamic
+  // NTK scaling ignores it: transformers rescales against max_position_embeddings.
+  int64_t original_max_position_embeddings = 0;
   double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
   std::optional<double> attention_factor;     // yarn (HF: get_mscale(factor) when absent)
   double beta_fast = 32.0, beta_slow = 1.0;   // yarn
@@ -46,28 +49,39 @@ struct LayerSpec {
   RopeParams rope;
 };
 
-// config.json as written: every field optional, names as in the file.
+// config.json as written: every field optional, names as in the file. A field that is absent
+// and one written as null both read as nullopt / empty; `null_fields` tells them apart, because
+// for transformers an explicit None can differ from the default (Mistral's "sliding_window": null
+// means no window, an absent one means 4096).
 struct RawConfig {
   nlohmann::json json;  // the (text_)config object this was read from
   std::string source;   // file path, for error messages
+  std::string field_prefix;  // "text_config." when read from a multimodal wrapper; for messages
   std::vector<std::string> architectures;
   std::optional<std::string> model_type;
   std::optional<int64_t> vocab_size, hidden_size, intermediate_size, num_hidden_layers,
       num_attention_heads, num_key_value_heads, head_dim, max_position_embeddings,
-      sliding_window, sliding_window_pattern, bos_token_id, pad_token_id;
+      sliding_window, sliding_window_pattern, max_window_layers, bos_token_id, pad_token_id;
   std::vector<int64_t> eos_token_id;  // int or list in the file
   std::optional<double> rms_norm_eps, rope_theta, rope_local_base_freq, partial_rotary_factor,
       query_pre_attn_scalar, attn_logit_softcapping, final_logit_softcapping;
-  std::optional<bool> attention_bias, mlp_bias, tie_word_embeddings, use_sliding_window;
+  std::optional<bool> attention_bias, mlp_bias, tie_word_embeddings, use_sliding_window,
+      use_bidirectional_attention;
   std::optional<std::string> hidden_act, hidden_activation, torch_dtype, dtype;
   nlohmann::json rope_scaling;     // null when absent
-  nlohmann::json rope_parameters;  // transformers 5.x
+  nlohmann::json rope_parameters;  // transformers 5.x; null when absent
   std::vector<std::string> layer_types;
-  // Multimodal wrapper (Gemma3ForConditionalGeneration): the language model's prefix in the
-  // weight file, e.g. "language_model.model." ; empty for plain causal LMs.
+  std::set<std::string> null_fields;  // names of the fields written as null
+  // Read from the `text_config` of a multimodal wrapper (Gemma3ForConditionalGeneration, whose
+  // weights live under "language_model.model." / "model.language_model.").
   bool from_text_config = false;
+
+  bool is_null(const std::string& field) const { return null_fields.count(field) != 0; }
 };
 
+// `source` names the file in error messages. A Gemma3ForConditionalGeneration config (model_type
+// "gemma3") is read from its `text_config`; token ids, dtype and tie_word_embeddings that the
+// text_config leaves out are taken from the outer object.
 RawConfig parse_raw_config(const nlohmann::json& j, const std::string& source);
 
 struct ModelConfig {
@@ -115,6 +129,8 @@ struct ModelConfig {
 
 // Resolves a raw config: applies the model type's defaults, reads RoPE in either format,
 // validates (positive sizes, n_head % n_head_kv == 0, known activation and rope type, ...).
+// Supported model types: llama, mistral, qwen2, qwen3, gemma2, gemma3_text (also inside a
+// Gemma3ForConditionalGeneration wrapper). Errors name the file, the field and the fix.
 ModelConfig resolve_config(const RawConfig& raw);
 
 // Reads `path` (a config.json, or a directory holding one). Errors name the file and field.

@@ -21,13 +21,22 @@ struct RopeFrequencies {
   int64_t rotary_dim = 0;
 };
 
-// HF's rope init functions (default, linear, dynamic, llama3, yarn). `seq_len` matters only for
-// dynamic scaling (HF recomputes when the sequence outgrows original_max_position_embeddings);
-// 0 means "within the original context".
+// HF's rope init functions (default, linear, dynamic, llama3, yarn), computed on the CPU with
+// the same ATen float32 operations in the same order as transformers. `seq_len` matters only for
+// dynamic scaling: HF recomputes the frequencies once a sequence (max position + 1) outgrows
+// max_position_embeddings; 0 (or any seq_len <= max_position_embeddings) means "within the
+// original context", where dynamic equals default.
 RopeFrequencies compute_rope_frequencies(const RopeParams& p, int64_t head_dim,
                                          int64_t max_position_embeddings, int64_t seq_len = 0);
 
-// One layer's rotary embedding.
+// One layer's rotary embedding. Device-agnostic: the CPU frequencies are moved to the device of
+// the positions / keys on each call.
+//
+// Dynamic NTK scaling: cos_sin / apply use the frequencies for seq_len = max(positions) + 1, which
+// is what a fresh HF module computes (HF's module is stateful: once grown it keeps the grown
+// frequencies until a sequence shorter than max_position_embeddings resets it). shift() always
+// uses the frequencies of the original context, so re-positioning keys that were rotated with
+// grown frequencies is only approximate.
 class Rotary {
  public:
   Rotary() = default;
@@ -42,7 +51,8 @@ class Rotary {
   std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions /*[B,T] int64*/,
                                             at::ScalarType dtype) const;
 
-  // x: [B, H, T, head_dim] -> x rotated to `positions` [B, T].
+  // x: [B, H, T, head_dim] -> x rotated to `positions` [B, T] (or [1, T], broadcast over B), in
+  // x's dtype like HF's apply_rotary_pos_emb: cos/sin are cast to x's dtype first.
   at::Tensor apply(const at::Tensor& x, const at::Tensor& positions) const;
 
   // Re-position already rotated keys: k [B, H, S, head_dim] at positions p -> keys at p + delta,
