@@ -69,7 +69,7 @@ TEST(KVCache, NextPositionsIgnorePadding) {
   KVCache c(ident(), 2, at::kFloat, at::kCPU);
   std::vector<at::Tensor> k(2, at::zeros({2, 2, 3, 4})), v = k;
   auto pos = at::tensor({0, 1, 2, 0, 0, 9}, at::kLong).view({2, 3});
-  auto valid = at::tensor({1, 1, 1, 1, 1, 0}, at::kBool).view({2, 3});
+  auto valid = at::tensor({1, 1, 1, 1, 1, 0}, at::kLong).to(at::kBool).view({2, 3});
   c.append(k, v, pos, pos, valid);
   EXPECT_TRUE(at::equal(c.next_positions(), at::tensor({3, 1}, at::kLong)));
 }

@@ -108,7 +108,7 @@ TEST_P(ModelProperties, PaddedBatchEqualsOneAtATime) {
   // LogitsMode::Last picks each row's last real token.
   ForwardOptions last;
   last.logits = LogitsMode::Last;
-  last.attention_mask = at::tensor({1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, at::kBool).view({1, 10});
+  last.attention_mask = at::tensor({1, 1, 1, 1, 1, 1, 0, 0, 0, 0}, at::kLong).to(at::kBool).view({1, 10});
   auto c1 = model_->new_cache();
   auto right_padded = at::cat({b, at::zeros({1, 4}, at::kLong)}, 1);
   auto ll = model_->forward(right_padded, arange_pos(10), c1, last);  // [1, V]
