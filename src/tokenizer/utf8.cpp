@@ -209,8 +209,13 @@ void nfd_decompose(std::vector<SrcCp>& cps) {
     if (ccc_of(out[i].cp) == 0) { ++i; continue; }
     size_t j = i;
     while (j < out.size() && ccc_of(out[j].cp) != 0) ++j;
+    // HF's alignments stay positional when marks are reordered: the k-th output mark keeps the
+    // source of the k-th input mark (golden: qwen3 "q" U+0307 U+0323).
+    std::vector<uint32_t> srcs;
+    for (size_t k = i; k < j; ++k) srcs.push_back(out[k].src);
     std::stable_sort(out.begin() + i, out.begin() + j,
                      [](const SrcCp& a, const SrcCp& b) { return ccc_of(a.cp) < ccc_of(b.cp); });
+    for (size_t k = i; k < j; ++k) out[k].src = srcs[k - i];
     i = j;
   }
   cps.swap(out);

@@ -1,12 +1,14 @@
 #include "test_support.h"
 
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <random>
-#include <sstream>
+#include <ftw.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 
-namespace fs = std::filesystem;
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include <fstream>
+#include <sstream>
 
 namespace kvprime::test {
 
@@ -19,21 +21,23 @@ std::string npm_dir() {
 }
 std::string cli_path() { return KVPRIME_CLI_PATH; }
 
+// mkdtemp and nftw rather than std::random_device + std::filesystem: on the GPU machine (PyTorch
+// 2.11 build) the std:: version crashed silently in every test that made a temp dir, while the
+// same tests passed here; the POSIX calls have no such dependency.
 TempDir::TempDir() {
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    fs::path p = fs::temp_directory_path() / ("kvprime-test-" + std::to_string(rd()));
-    if (fs::create_directory(p)) {
-      path_ = p.string();
-      return;
-    }
-  }
-  throw std::runtime_error("could not create a temporary directory");
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/kvprime-test-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!mkdtemp(buf.data())) throw std::runtime_error("could not create a temporary directory " + tmpl);
+  path_ = buf.data();
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
+  nftw(
+      path_.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+      FTW_DEPTH | FTW_PHYS);
 }
 
 void write_file(const std::string& path, const std::string& bytes) {
