@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 BUILD_DIR=${KVPRIME_BUILD_DIR:-build}
 KV="$BUILD_DIR/kvprime"
-MODEL=${KVPRIME_DEMO_MODEL:-tests/fixtures/parity/llama3}
+MODEL=${KVPRIME_DEMO_MODEL:-models/demo}
 
 echo "== kvprime info $MODEL"
 "$KV" info "$MODEL"

@@ -57,6 +57,17 @@ def qa_text(passage, query, answer):
     return DOC_TEMPLATE.format(passage=passage) + QUERY_TEMPLATE.format(query=query) + " " + answer
 
 
+def json_safe(x):
+    """NaN (an undefined after-first NLL for one-token answers) becomes null: strict JSON."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [json_safe(v) for v in x]
+    return x
+
+
 def read_jsonl(path):
     opener = gzip.open if path.endswith(".gz") else open
     out = []
@@ -512,7 +523,7 @@ def main():
         "per_sample": rows_eval,
     }
     with open(os.path.join(out, "eval.json"), "w", encoding="utf-8") as f:
-        json.dump(eval_json, f, indent=2)
+        json.dump(json_safe(eval_json), f, indent=2, allow_nan=False)
 
     training_log = {
         "script": "tools/train_demo_model.py", "args": vars(args), "seed": args.seed,
