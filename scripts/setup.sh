@@ -9,12 +9,15 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
           libtorch-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
-          libpcre2-dev libsqlite3-dev nodejs npm)
+          libpcre2-dev libsqlite3-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js/npm (tokenizer packages): Debian's only where no node is installed (CI images may carry
+# NodeSource's nodejs, which bundles npm and conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""
