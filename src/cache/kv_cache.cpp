@@ -5,16 +5,6 @@
 
 namespace kvprime {
 
-namespace {
-
-std::string shape_str(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
-}  // namespace
-
 KVCache::KVCache(ModelIdentity model, int64_t batch, at::ScalarType dtype, at::Device device)
     : model_(std::move(model)), batch_(batch), dtype_(dtype), device_(device) {
   KVP_CHECK(batch > 0, "KVCache: batch must be positive, got ", batch);
@@ -50,7 +40,7 @@ static void check_replacement(const at::Tensor& old, const at::Tensor& t, const 
                               int64_t il) {
   KVP_CHECK(t.defined(), "KVCache::set_", what, "(layer ", il, "): tensor is undefined");
   KVP_CHECK(t.sizes() == old.sizes(), "KVCache::set_", what, "(layer ", il, "): shape ",
-            shape_str(t.sizes()), " does not match the cache's ", shape_str(old.sizes()),
+            shape_str(t.sizes().vec()), " does not match the cache's ", shape_str(old.sizes().vec()),
             "; use slice()/append() to change the length");
   KVP_CHECK(t.scalar_type() == old.scalar_type(), "KVCache::set_", what, "(layer ", il,
             "): dtype ", dtype_name(t.scalar_type()), " does not match the cache's ",
@@ -73,7 +63,7 @@ void KVCache::set_value(int64_t il, at::Tensor v) {
 
 void KVCache::set_positions(at::Tensor positions) {
   KVP_CHECK(positions.defined() && positions.sizes() == positions_.sizes(),
-            "KVCache::set_positions: expected shape ", shape_str(positions_.sizes()));
+            "KVCache::set_positions: expected shape ", shape_str(positions_.sizes().vec()));
   positions_ = positions.to(device_, at::kLong);
 }
 
@@ -104,7 +94,7 @@ void KVCache::append(const std::vector<at::Tensor>& k, const std::vector<at::Ten
   for (int64_t il = 0; il < n_layer(); ++il) {
     KVP_ASSERT(k[il].dim() == 4 && k[il].size(0) == batch_ && k[il].size(2) == T &&
                    k[il].size(1) == model_.n_head_kv && k[il].size(3) == model_.head_dim,
-               "append: layer ", il, " key shape ", shape_str(k[il].sizes()));
+               "append: layer ", il, " key shape ", shape_str(k[il].sizes().vec()));
     KVP_ASSERT(v[il].sizes() == k[il].sizes());
   }
   for (int64_t il = 0; il < n_layer(); ++il) {

@@ -1,5 +1,15 @@
 #include "kvprime/core/error.h"
 
+namespace kvprime {
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+}  // namespace kvprime
+
 namespace kvprime::detail {
 
 void throw_error(const std::string& msg) { throw Error(msg); }

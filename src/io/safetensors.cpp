@@ -67,14 +67,6 @@ const DtypeEntry* dtype_by_type(at::ScalarType t) {
   return nullptr;
 }
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::ostringstream os;
-  os << '[';
-  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  os << ']';
-  return os.str();
-}
-
 // Up to `limit` names, quoted, for "did you mean" style messages.
 template <typename Range>
 std::string some_names(const Range& names, size_t total, size_t limit = 5) {

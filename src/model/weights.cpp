@@ -9,12 +9,6 @@ namespace kvprime {
 
 namespace {
 
-std::string shape_str(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 class Reader {
  public:
   Reader(const Checkpoint& ckpt, const ModelConfig& cfg, std::string prefix, std::string head_prefix,

@@ -5,9 +5,11 @@
 // KVP_ASSERT(cond, parts...) is for internal invariants: failing it is a kvprime bug.
 #pragma once
 
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace kvprime {
 
@@ -15,6 +17,9 @@ class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
+
+// "[2, 8, 24, 16]": shapes in error messages.
+std::string shape_str(const std::vector<int64_t>& shape);
 
 namespace detail {
 template <typename... Args>
