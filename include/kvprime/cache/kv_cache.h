@@ -49,6 +49,16 @@ class KVCache {
   const at::Tensor& valid() const { return valid_; }          // [B, S] bool, false = padding
   void set_positions(at::Tensor positions);                    // [B, S] int64
 
+  // Assembles a cache from tensors (as loaded from a file or stacked): keys/values n_layer x
+  // [B, n_head_kv, S, head_dim] of one dtype and device, positions/token_ids [B, S] int64, valid
+  // [B, S] bool. Every shape, dtype and device is checked against `model`; errors name `origin`.
+  static KVCache from_tensors(ModelIdentity model, std::vector<at::Tensor> keys,
+                              std::vector<at::Tensor> values, at::Tensor positions,
+                              at::Tensor token_ids, at::Tensor valid,
+                              const std::string& origin = "KVCache::from_tensors");
+
+  // Copies (copy construction / assignment) share tensors with the original. That is safe: no
+  // kvprime operation writes into a cache tensor in place (append and set_* rebind).
   // Deep copy: no tensor is shared with the original.
   KVCache clone() const;
 
