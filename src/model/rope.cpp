@@ -254,13 +254,15 @@ at::Tensor Rotary::shift(const at::Tensor& k, const at::Tensor& delta) const {
               "], [seq] or a scalar, got ", delta.sizes());
     d = d.view({delta.size(0), 1, seq, 1});
   }
-  // Angles in float64 (exact enough for any realistic offset), rotation in float32.
+  // Angles in float64 (exact enough for any realistic offset), rotation in float32 (float64 for
+  // float64 keys).
   at::Tensor inv = freq_.inv_freq.to(k.device(), at::kDouble).view({1, 1, 1, -1});
   at::Tensor angles = d * inv;                                  // [Bd, 1, Sd, rd/2]
   at::Tensor emb = at::cat({angles, angles}, -1);               // [Bd, 1, Sd, rd]
-  at::Tensor cos = emb.cos().to(at::kFloat), sin = emb.sin().to(at::kFloat);
+  const at::ScalarType work = at::promote_types(k.scalar_type(), at::kFloat);
+  at::Tensor cos = emb.cos().to(work), sin = emb.sin().to(work);
   const int64_t rd = freq_.rotary_dim;
-  at::Tensor k_rot = k.narrow(-1, 0, rd).to(at::kFloat);
+  at::Tensor k_rot = k.narrow(-1, 0, rd).to(work);
   at::Tensor rotated = (k_rot * cos + rotate_half(k_rot) * sin).to(k.scalar_type());
   if (rd == head_dim_) return rotated;
   return at::cat({rotated, k.narrow(-1, rd, head_dim_ - rd)}, -1);
