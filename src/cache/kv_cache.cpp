@@ -67,6 +67,67 @@ void KVCache::set_positions(at::Tensor positions) {
   positions_ = positions.to(device_, at::kLong);
 }
 
+KVCache KVCache::from_tensors(ModelIdentity model, std::vector<at::Tensor> keys,
+                              std::vector<at::Tensor> values, at::Tensor positions,
+                              at::Tensor token_ids, at::Tensor valid, const std::string& origin) {
+  KVP_CHECK(model.n_layer > 0 && model.n_head_kv > 0 && model.head_dim > 0, origin,
+            ": model identity '", model.name, "' has no layer/head sizes");
+  KVP_CHECK(static_cast<int64_t>(keys.size()) == model.n_layer &&
+                static_cast<int64_t>(values.size()) == model.n_layer,
+            origin, ": ", keys.size(), " key and ", values.size(), " value tensors, but model '",
+            model.name, "' has ", model.n_layer, " layers");
+  KVP_CHECK(positions.defined() && positions.dim() == 2, origin,
+            ": positions must be [batch, length], got ",
+            positions.defined() ? shape_str(positions.sizes().vec()) : std::string("nothing"));
+  const int64_t B = positions.size(0), S = positions.size(1);
+  KVP_CHECK(B > 0, origin, ": a cache needs at least one row (positions ",
+            shape_str(positions.sizes().vec()), ")");
+  const std::vector<int64_t> meta_shape{B, S};
+  for (auto* t : {&positions, &token_ids, &valid}) {
+    const char* what = t == &positions ? "positions" : t == &token_ids ? "token_ids" : "valid";
+    KVP_CHECK(t->defined() && t->sizes().vec() == meta_shape, origin, ": ", what, " has shape ",
+              t->defined() ? shape_str(t->sizes().vec()) : std::string("(none)"), ", expected ",
+              shape_str(meta_shape));
+  }
+  KVP_CHECK(positions.scalar_type() == at::kLong && token_ids.scalar_type() == at::kLong, origin,
+            ": positions and token_ids must be int64 (got ", dtype_name(positions.scalar_type()),
+            ", ", dtype_name(token_ids.scalar_type()), ")");
+  KVP_CHECK(valid.scalar_type() == at::kBool, origin, ": valid must be bool, got ",
+            dtype_name(valid.scalar_type()));
+  const std::vector<int64_t> kv_shape{B, model.n_head_kv, S, model.head_dim};
+  const at::ScalarType dtype = keys[0].defined() ? keys[0].scalar_type() : at::kFloat;
+  const at::Device device = positions.device();
+  for (int64_t il = 0; il < model.n_layer; ++il) {
+    for (const auto* t : {&keys[il], &values[il]}) {
+      const char* what = t == &keys[il] ? "keys" : "values";
+      KVP_CHECK(t->defined() && t->sizes().vec() == kv_shape, origin, ": layer ", il, " ", what,
+                " have shape ", t->defined() ? shape_str(t->sizes().vec()) : std::string("(none)"),
+                ", expected [batch, n_head_kv, length, head_dim] = ", shape_str(kv_shape),
+                " for model '", model.name, "'");
+      KVP_CHECK(t->scalar_type() == dtype, origin, ": layer ", il, " ", what, " are ",
+                dtype_name(t->scalar_type()), " but layer 0 keys are ", dtype_name(dtype),
+                "; a cache has one dtype");
+      KVP_CHECK(at::isFloatingType(dtype), origin, ": K/V dtype ", dtype_name(dtype),
+                " is not a floating point type");
+      KVP_CHECK(t->device() == device, origin, ": layer ", il, " ", what, " are on ",
+                t->device().str(), " but positions are on ", device.str());
+    }
+  }
+  KVP_CHECK(token_ids.device() == device && valid.device() == device, origin,
+            ": token_ids/valid are not on the positions' device ", device.str());
+  KVCache c;
+  c.model_ = std::move(model);
+  c.batch_ = B;
+  c.dtype_ = dtype;
+  c.device_ = device;
+  c.keys_ = std::move(keys);
+  c.values_ = std::move(values);
+  c.positions_ = std::move(positions);
+  c.token_ids_ = std::move(token_ids);
+  c.valid_ = std::move(valid);
+  return c;
+}
+
 KVCache KVCache::clone() const {
   KVCache c;
   c.model_ = model_;
