@@ -196,6 +196,8 @@ ConditionSpec parse_condition(const toml::table& t, const std::string& origin, s
       "layers = [...] selects where this condition's keys/values are used; set keys or values = \"bare\"");
   bad(!has_prefix && (s.keys == CacheSource::Bare || s.values == CacheSource::Bare || s.value_alpha),
       "mixing with the bare cache needs a prefix (the bare condition is the bare cache)");
+  bad(!s.correct_rope && (s.keys == CacheSource::Bare || s.values == CacheSource::Bare || s.value_alpha),
+      "mixing with the bare cache needs correct_rope = true (keys must sit at the bare cache's positions)");
   bad(!s.correct_rope && s.context == ContextMode::Full, "correct_rope = false has no effect with context = \"full\"");
   return s;
 }

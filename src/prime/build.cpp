@@ -191,6 +191,10 @@ TokenIds Primer::tokenize_with_bos(const std::string& text) const {
   return encode_with_bos(tok_, text, model_.config().bos_token_id).ids;
 }
 
+JointTokens Primer::tokenize_joint(const std::string& prefix, const std::string& document) const {
+  return joint_with_bos(tok_, prefix, document, model_.config().bos_token_id);
+}
+
 BuiltCache Primer::build_kv_cache(const std::string& text) const {
   TokenIds ids = tokenize_with_bos(text);
   return {static_cast<int64_t>(ids.size()), prefill(model_, ids)};

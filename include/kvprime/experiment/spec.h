@@ -66,12 +66,13 @@ struct ConditionSpec {
   ContextMode context = ContextMode::Truncated;
   bool correct_rope = true;                     // Truncated: move document keys back to 1..n
   std::optional<int64_t> roundtrip_noise;       // rotate keys +offset and back (noise control)
-  // Mixing with the bare cache of the same document ids (Truncated only). Per layer, keys and
-  // values come from this condition's cache (Self) or the bare one; `layers` limits the Self
-  // choice to those layers (empty: all).
+  // Mixing with the bare cache of the same document ids (Truncated, corrected only). In the
+  // `layers` (empty: every layer) keys come from `keys` and values from `values` (Self: this
+  // condition's primed cache, Bare: the bare one); other layers keep the primed cache's own.
+  // keys = "bare" alone is the values-only hybrid (bare keys, primed values).
   CacheSource keys = CacheSource::Self, values = CacheSource::Self;
   std::vector<int64_t> layers;
-  std::optional<double> value_alpha;            // values (1-a)*bare + a*primed
+  std::optional<double> value_alpha;            // values (1-a)*bare + a*primed (in `layers`)
   bool hide_prefix = false;                     // Full: the query cannot attend to prefix slots
   ScoreTarget target = ScoreTarget::Nll;
   std::optional<int64_t> pad_to_tokens;         // pad the document with unrelated passages' text

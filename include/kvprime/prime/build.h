@@ -136,8 +136,11 @@ class Primer {
 
   // Tokens of a text without special tokens (query prompts, answers, suffixes).
   TokenIds tokenize(const std::string& text) const;
-  // Tokens with special tokens (BOS).
+  // Tokens with special tokens, starting with a BOS (the model's bos_token_id is prepended when
+  // the tokenizer adds none, as for Qwen).
   TokenIds tokenize_with_bos(const std::string& text) const;
+  // tokenize_joint(prefix, document) with the same BOS rule.
+  JointTokens tokenize_joint(const std::string& prefix, const std::string& document) const;
 
  private:
   TruncatedCache truncated(const std::string& prefix, const std::string& document, bool correct) const;

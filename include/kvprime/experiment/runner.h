@@ -1,0 +1,75 @@
+// Running an experiment: every (sample, condition) scored once, batched, stored as it is computed.
+//
+// Per chunk of `batch` samples and per condition, the caches of all pending samples are built in
+// batched forwards (build_primed_caches / prefill_batch; block-masked builds one row at a time),
+// mixed with the matching bare caches where the condition says so, and scored in one batched
+// forward (score_answers). The rows of a chunk are written in one transaction, so an interrupted
+// run loses at most the chunk in flight, and a re-run skips every (sample, condition) stored.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kvprime/experiment/dataset.h"
+#include "kvprime/experiment/spec.h"
+#include "kvprime/model/model.h"
+#include "kvprime/prime/build.h"
+#include "kvprime/tokenizer/tokenizer.h"
+
+namespace kvprime {
+
+struct RunOptions {
+  bool new_run = false;        // start over under a new run id (old rows are archived, not lost)
+  bool progress = true;        // progress bar on stderr
+  int64_t stop_after_rows = 0; // testing: stop (as if killed) after this many stored rows; 0: never
+};
+
+struct RunSummary {
+  int64_t samples = 0, conditions = 0;
+  int64_t rows_done_before = 0, rows_computed = 0;
+  int64_t skipped_samples = 0;  // answers of < 2 tokens (the NLL skips the first answer token)
+  int64_t tokens = 0;           // tokens through the model (build + score)
+  double seconds = 0;
+  bool interrupted = false;
+};
+
+// The layout of one condition for one sample, tokenized: what `explain` prints and what the
+// runner builds. Slots: [BOS][prefix segments][document] (prefix slots dropped unless Full).
+struct ConditionLayout {
+  std::string prefix_text;              // after prefix_template, one segment's text
+  std::vector<TokenIds> segments;       // prefix token ids per repetition (causal: one joint)
+  TokenIds prefix_ids;                  // BOS + all prefix tokens
+  TokenIds doc_ids;                     // the document's tokens (joint tokenization)
+  std::vector<int64_t> segment_lengths; // block mask segments
+  int64_t cache_len = 0;                // slots the query sees after the build
+  int64_t hidden = 0;                   // of which hidden from the query (hide_prefix)
+};
+
+class ExperimentRunner {
+ public:
+  ExperimentRunner(const ExperimentSpec& spec, const Model& model, const Tokenizer& tokenizer,
+                   std::vector<Sample> samples);
+
+  RunSummary run(const RunOptions& options = {});
+
+  // Tokenized layout of `condition` for sample `index` (no forward except generated prefixes).
+  ConditionLayout layout(const ConditionSpec& condition, size_t index) const;
+  // Human-readable: `[BOS][Q Q Q][passage] -> query sees [BOS][· · ·][passage]` plus counts.
+  std::string explain(size_t index) const;
+
+  const std::vector<Sample>& samples() const { return samples_; }
+
+ private:
+  struct Impl;
+  const ExperimentSpec& spec_;
+  const Model& model_;
+  const Tokenizer& tok_;
+  std::vector<Sample> samples_;
+};
+
+// Loads model, tokenizer and dataset of `spec`, runs it: what `kvprime run` does.
+RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options = {});
+
+}  // namespace kvprime

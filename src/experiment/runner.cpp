@@ -1,0 +1,449 @@
+#include "kvprime/experiment/runner.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "kvprime/cache/batch.h"
+#include "kvprime/cache/surgery.h"
+#include "kvprime/core/dtype.h"
+#include "kvprime/core/error.h"
+#include "kvprime/experiment/prefix.h"
+#include "kvprime/experiment/store.h"
+#include "kvprime/prime/score.h"
+
+namespace kvprime {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+TokenIds concat(TokenIds a, const TokenIds& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+std::string fmt_duration(double s) {
+  char buf[32];
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(t / 3600), static_cast<long>(t % 3600 / 60));
+  else std::snprintf(buf, sizeof buf, "%ldm%02lds", static_cast<long>(t / 60), static_cast<long>(t % 60));
+  return buf;
+}
+
+// A one-line progress bar on stderr: rows stored / total, rate, ETA and tokens/s. On a terminal it
+// redraws in place; otherwise (logs, CI) it prints a line every 10%.
+class Progress {
+ public:
+  Progress(bool enabled, int64_t total, int64_t done)
+      : enabled_(enabled), tty_(isatty(2)), total_(total), done0_(done), done_(done), t0_(now_s()) {}
+  void update(int64_t rows, int64_t tokens) {
+    done_ += rows;
+    tokens_ += tokens;
+    if (!enabled_ || total_ == 0) return;
+    const int64_t pct = 100 * done_ / total_;
+    if (!tty_ && pct / 10 == last_decile_ && done_ < total_) return;
+    last_decile_ = pct / 10;
+    const double el = now_s() - t0_;
+    const double rate = (done_ - done0_) / std::max(el, 1e-9);
+    const double eta = rate > 0 ? (total_ - done_) / rate : NAN;
+    const int width = 30;
+    const int fill = static_cast<int>(width * done_ / total_);
+    std::fprintf(stderr, "%s[%s%s] %ld/%ld rows %3ld%%  %.1f rows/s  %.0f tok/s  ETA %s%s",
+                 tty_ ? "\r" : "", std::string(fill, '#').c_str(), std::string(width - fill, '.').c_str(),
+                 static_cast<long>(done_), static_cast<long>(total_), static_cast<long>(pct), rate,
+                 tokens_ / std::max(el, 1e-9), fmt_duration(eta).c_str(), tty_ ? "" : "\n");
+    std::fflush(stderr);
+  }
+  void finish() {
+    if (enabled_ && tty_) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  bool enabled_, tty_;
+  int64_t total_, done0_, done_, tokens_ = 0, last_decile_ = -1;
+  double t0_;
+};
+
+}  // namespace
+
+// Per-sample data shared by all conditions (tokenized once).
+struct ExperimentRunner::Impl {
+  const ExperimentSpec& spec;
+  const Model& model;
+  const Tokenizer& tok;
+  const std::vector<Sample>& samples;
+  Primer primer;
+  PrefixMaker maker;
+  std::vector<TokenIds> query_ids, answer_ids;
+  mutable std::map<std::pair<std::string, size_t>, std::string> generated;  // (condition, sample)
+
+  Impl(const ExperimentSpec& s, const Model& m, const Tokenizer& t, const std::vector<Sample>& smp)
+      : spec(s), model(m), tok(t), samples(smp), primer(m, t, s.templates), maker(passages(smp), s.seed) {
+    for (const auto& x : samples) {
+      query_ids.push_back(primer.tokenize(format_template(spec.templates.query_template, {{"query", x.query}}, "query_template")));
+      answer_ids.push_back(primer.tokenize(format_template(spec.templates.answer_template, {{"answer", x.answer}}, "answer_template")));
+    }
+  }
+
+  static std::vector<std::string> passages(const std::vector<Sample>& s) {
+    std::vector<std::string> out;
+    for (const auto& x : s) out.push_back(x.passage);
+    return out;
+  }
+
+  std::string prefix_text(const ConditionSpec& c, size_t i) const {
+    if (c.prefix.kind == PrefixKind::Generated) {
+      auto key = std::make_pair(c.name, i);
+      auto it = generated.find(key);
+      if (it != generated.end()) return it->second;
+      const Sample& s = samples[i];
+      std::string t = maker.make(c.prefix, {s.id, s.passage, s.query, s.surrogates}, i, &model, &tok);
+      generated[key] = t;
+      return t;
+    }
+    const Sample& s = samples[i];
+    return maker.make(c.prefix, {s.id, s.passage, s.query, s.surrogates}, i);
+  }
+
+  // The document text of sample i under condition c (padded for length experiments).
+  std::string document(const ConditionSpec& c, size_t i) const {
+    std::string passage = samples[i].passage;
+    if (c.pad_to_tokens) {
+      // Bytes are a safe over-estimate of tokens; the token ids are cut to the target below.
+      passage += " " + maker.unrelated_text(i, samples[i].id, static_cast<size_t>(*c.pad_to_tokens) * 8);
+    }
+    return format_template(spec.templates.document_template, {{"document", passage}}, "document_template");
+  }
+
+  ConditionLayout layout(const ConditionSpec& c, size_t i) const {
+    ConditionLayout L;
+    const std::string doc = document(c, i);
+    const std::string sep = spec.templates.prefix_separator;
+    if (c.prefix.kind == PrefixKind::None) {
+      TokenIds ids = primer.tokenize_with_bos(doc);
+      L.prefix_ids = TokenIds{ids[0]};
+      L.doc_ids.assign(ids.begin() + 1, ids.end());
+    } else {
+      L.prefix_text = prefix_text(c, i);
+      std::vector<std::string> segs = prefix_segments(c.prefix, L.prefix_text);
+      if (c.mask == BuildMask::Causal) {
+        std::string joined;
+        for (const auto& s : segs) joined += s + sep;
+        JointTokens j = primer.tokenize_joint(joined, doc);
+        L.prefix_ids = j.prefix_ids();
+        L.doc_ids = j.doc_ids();
+        L.segment_lengths = {static_cast<int64_t>(L.prefix_ids.size()) - 1};
+        L.segments = {TokenIds(L.prefix_ids.begin() + 1, L.prefix_ids.end())};
+      } else {
+        // Block mask: each segment tokenized on its own (segments cannot see each other, so a
+        // merge across their boundary would be meaningless); the document as in the bare cache.
+        TokenIds ids = primer.tokenize_with_bos(doc);
+        L.prefix_ids = TokenIds{ids[0]};
+        L.doc_ids.assign(ids.begin() + 1, ids.end());
+        for (const auto& s : segs) {
+          TokenIds seg = primer.tokenize(s + sep);
+          KVP_CHECK(!seg.empty(), "condition '", c.name, "': an empty prefix segment for sample '",
+                    samples[i].id, "'");
+          L.segments.push_back(seg);
+          L.segment_lengths.push_back(static_cast<int64_t>(seg.size()));
+          L.prefix_ids = concat(L.prefix_ids, seg);
+        }
+      }
+    }
+    if (c.pad_to_tokens && static_cast<int64_t>(L.doc_ids.size()) > *c.pad_to_tokens) {
+      const int64_t own = static_cast<int64_t>(primer.tokenize_with_bos(format_template(
+                              spec.templates.document_template, {{"document", samples[i].passage}}, "document_template")).size()) - 1;
+      L.doc_ids.resize(static_cast<size_t>(std::max(own, *c.pad_to_tokens)));
+    }
+    KVP_CHECK(!L.doc_ids.empty(), "sample '", samples[i].id, "': the document has no tokens");
+    const int64_t n_prefix = static_cast<int64_t>(L.prefix_ids.size()) - 1;
+    const int64_t n_doc = static_cast<int64_t>(L.doc_ids.size());
+    L.cache_len = 1 + n_doc + (c.context == ContextMode::Full ? n_prefix : 0);
+    L.hidden = c.hide_prefix ? n_prefix : 0;
+    return L;
+  }
+};
+
+ExperimentRunner::ExperimentRunner(const ExperimentSpec& spec, const Model& model,
+                                   const Tokenizer& tokenizer, std::vector<Sample> samples)
+    : spec_(spec), model_(model), tok_(tokenizer), samples_(std::move(samples)) {}
+
+ConditionLayout ExperimentRunner::layout(const ConditionSpec& condition, size_t index) const {
+  KVP_CHECK(index < samples_.size(), "sample index ", index, " out of range (", samples_.size(), " samples)");
+  Impl impl(spec_, model_, tok_, samples_);
+  return impl.layout(condition, index);
+}
+
+std::string ExperimentRunner::explain(size_t index) const {
+  KVP_CHECK(index < samples_.size(), "sample index ", index, " out of range (", samples_.size(), " samples)");
+  Impl impl(spec_, model_, tok_, samples_);
+  std::ostringstream os;
+  const Sample& s = samples_[index];
+  os << "sample '" << s.id << "' (line " << s.line << "): query \"" << s.query << "\", answer \""
+     << s.answer << "\"\n  query+answer: " << impl.query_ids[index].size() << " + "
+     << impl.answer_ids[index].size() << " tokens (NLL over the last " << impl.answer_ids[index].size() - 1
+     << ")\n\n";
+  for (const auto& c : spec_.conditions) {
+    ConditionLayout L = impl.layout(c, index);
+    const int64_t n_prefix = static_cast<int64_t>(L.prefix_ids.size()) - 1;
+    const int64_t n_doc = static_cast<int64_t>(L.doc_ids.size());
+    std::string seg_build, seg_seen;
+    for (size_t k = 0; k < L.segment_lengths.size(); ++k) {
+      seg_build += "[" + std::to_string(L.segment_lengths[k]) + "xP" + (L.segment_lengths.size() > 1 ? std::to_string(k + 1) : "") + "]";
+    }
+    std::string build = "[BOS]" + seg_build + "[" + std::to_string(n_doc) + "xD]";
+    std::string seen;
+    if (c.prefix.kind == PrefixKind::None) {
+      seen = "[BOS][" + std::to_string(n_doc) + "xD]";
+    } else if (c.context == ContextMode::Full) {
+      seen = "[BOS]" + (c.hide_prefix ? "[" + std::to_string(n_prefix) + "x·]" : seg_build) + "[" + std::to_string(n_doc) + "xD]";
+    } else {
+      seen = "[BOS][" + std::to_string(n_doc) + "xD]";
+    }
+    os << "  " << c.name << ": build " << build;
+    if (c.mask == BuildMask::Block) os << " (block mask: segments see BOS and themselves only)";
+    os << " -> query sees " << seen << " at positions ";
+    if (c.context == ContextMode::Full || c.prefix.kind == PrefixKind::None || c.correct_rope)
+      os << "0.." << L.cache_len - 1;
+    else
+      os << "0," << 1 + n_prefix << ".." << n_prefix + n_doc << " (uncorrected)";
+    os << "\n";
+    if (!L.prefix_text.empty()) os << "      prefix: \"" << L.prefix_text << "\"" << (c.prefix.repetitions > 1 ? " x" + std::to_string(c.prefix.repetitions) : "") << "\n";
+    std::vector<std::string> notes;
+    if (c.roundtrip_noise) notes.push_back("keys rotated +" + std::to_string(*c.roundtrip_noise) + " and back");
+    if (c.keys == CacheSource::Bare || c.values == CacheSource::Bare) {
+      std::string l = c.layers.empty() ? "all layers" : "layers " + std::to_string(c.layers.size());
+      notes.push_back(std::string("keys from ") + (c.keys == CacheSource::Bare ? "bare" : "primed") +
+                      ", values from " + (c.values == CacheSource::Bare ? "bare" : "primed") + " (" + l + ")");
+    }
+    if (c.value_alpha) notes.push_back("values " + std::to_string(1 - *c.value_alpha) + "*bare + " + std::to_string(*c.value_alpha) + "*primed");
+    if (c.target == ScoreTarget::Pmi) notes.push_back("PMI: minus NLL given a BOS-only cache");
+    if (c.pad_to_tokens) notes.push_back("document padded to " + std::to_string(*c.pad_to_tokens) + " tokens");
+    for (const auto& n : notes) os << "      " << n << "\n";
+  }
+  return os.str();
+}
+
+RunSummary ExperimentRunner::run(const RunOptions& options) {
+  const double t0 = now_s();
+  Impl impl(spec_, model_, tok_, samples_);
+  RunSummary sum;
+  sum.conditions = static_cast<int64_t>(spec_.conditions.size());
+
+  // The seed scores answer tokens after the first: samples whose answer is one token are skipped
+  // (counted and reported, never silently).
+  std::vector<size_t> usable;
+  for (size_t i = 0; i < samples_.size(); ++i) {
+    if (impl.answer_ids[i].size() >= 2) usable.push_back(i);
+    else ++sum.skipped_samples;
+  }
+  sum.samples = static_cast<int64_t>(usable.size());
+  if (sum.skipped_samples && options.progress)
+    std::fprintf(stderr, "kvprime run: %ld sample(s) skipped: the answer is a single token (the NLL "
+                 "is over answer tokens after the first)\n", static_cast<long>(sum.skipped_samples));
+
+  ResultStore store = ResultStore::open(spec_.store_path(), spec_.name, spec_.results_identity(),
+                                        options.new_run ? StoreMode::NewRun : StoreMode::Resume);
+  auto done = store.done();
+  const int64_t total = sum.samples * sum.conditions;
+  for (size_t i : usable)
+    for (const auto& c : spec_.conditions)
+      if (done.count({samples_[i].id, c.name})) ++sum.rows_done_before;
+  Progress progress(options.progress, total, sum.rows_done_before);
+
+  std::optional<KVCache> bos_cache;
+  const int32_t bos = impl.primer.tokenize_with_bos("x")[0];
+  std::map<size_t, double> pmi_baseline;  // sample -> NLL given a BOS-only cache
+
+  const size_t B = static_cast<size_t>(std::max<int64_t>(1, spec_.batch));
+  for (size_t begin = 0; begin < usable.size(); begin += B) {
+    const std::vector<size_t> chunk(usable.begin() + begin, usable.begin() + std::min(usable.size(), begin + B));
+    for (const auto& c : spec_.conditions) {
+      std::vector<size_t> todo;
+      for (size_t i : chunk)
+        if (!done.count({samples_[i].id, c.name})) todo.push_back(i);
+      if (todo.empty()) continue;
+      const double tc = now_s();
+      int64_t tokens = 0;
+
+      std::vector<ConditionLayout> lay;
+      for (size_t i : todo) lay.push_back(impl.layout(c, i));
+
+      // ---- build ----
+      std::vector<KVCache> caches;
+      std::vector<at::Tensor> hidden;
+      const bool primed = c.prefix.kind != PrefixKind::None;
+      if (!primed) {
+        std::vector<TokenIds> rows;
+        for (const auto& L : lay) rows.push_back(concat(L.prefix_ids, L.doc_ids));
+        for (const auto& r : rows) tokens += static_cast<int64_t>(r.size());
+        caches = unstack_cache(prefill_batch(model_, rows));
+      } else if (c.context == ContextMode::Full) {
+        for (const auto& L : lay) {
+          TokenIds ids = concat(L.prefix_ids, L.doc_ids);
+          tokens += static_cast<int64_t>(ids.size());
+          at::Tensor mask = c.mask == BuildMask::Block
+                                ? block_prefix_mask(L.segment_lengths, static_cast<int64_t>(L.doc_ids.size()))
+                                : at::Tensor();
+          caches.push_back(prefill(model_, ids, mask));
+          if (c.hide_prefix) {
+            at::Tensor h = at::zeros({static_cast<int64_t>(ids.size())}, at::kLong);
+            h.slice(0, 1, static_cast<int64_t>(L.prefix_ids.size())).fill_(1);
+            hidden.push_back(h.to(at::kBool));
+          }
+        }
+      } else if (c.mask == BuildMask::Block) {
+        for (const auto& L : lay) {
+          tokens += static_cast<int64_t>(L.prefix_ids.size() + L.doc_ids.size());
+          PrimeOptions po;
+          po.correct_rope = c.correct_rope;
+          po.mask = block_prefix_mask(L.segment_lengths, static_cast<int64_t>(L.doc_ids.size()));
+          caches.push_back(build_primed_cache(model_, L.prefix_ids, L.doc_ids, po));
+        }
+      } else {
+        std::vector<TokenIds> pre, docs;
+        for (const auto& L : lay) {
+          pre.push_back(L.prefix_ids);
+          docs.push_back(L.doc_ids);
+          tokens += static_cast<int64_t>(L.prefix_ids.size() + L.doc_ids.size());
+        }
+        PrimeOptions po;
+        po.correct_rope = c.correct_rope;
+        caches = build_primed_caches(model_, pre, docs, po);
+      }
+      if (c.roundtrip_noise)
+        for (auto& k : caches) k = apply_rope_roundtrip_noise(k, *c.roundtrip_noise, model_);
+
+      // ---- mix with the bare cache of the same document ids ----
+      const bool mixes = c.keys == CacheSource::Bare || c.values == CacheSource::Bare || c.value_alpha;
+      if (mixes) {
+        std::vector<TokenIds> rows;
+        for (const auto& L : lay) rows.push_back(concat(TokenIds{L.prefix_ids[0]}, L.doc_ids));
+        for (const auto& r : rows) tokens += static_cast<int64_t>(r.size());
+        std::vector<KVCache> bare = unstack_cache(prefill_batch(model_, rows));
+        const int64_t nl = model_.config().n_layer;
+        for (const int64_t l : c.layers)
+          KVP_CHECK(l < nl, "condition '", c.name, "': layer ", l, " does not exist (the model has ", nl, " layers)");
+        std::vector<bool> in(static_cast<size_t>(nl), c.layers.empty());
+        for (const int64_t l : c.layers) in[static_cast<size_t>(l)] = true;
+        for (size_t k = 0; k < caches.size(); ++k) {
+          if (c.value_alpha) {
+            // interpolate_values(a, b, w): keys of a, values (1-w)*a + w*b. a = primed,
+            // w = 1 - alpha gives values alpha*primed + (1-alpha)*bare in the chosen layers.
+            std::vector<double> w(static_cast<size_t>(nl), 0.0);
+            for (int64_t il = 0; il < nl; ++il) if (in[static_cast<size_t>(il)]) w[static_cast<size_t>(il)] = 1.0 - *c.value_alpha;
+            caches[k] = interpolate_values(caches[k], bare[k], w);
+          }
+          if (c.keys == CacheSource::Bare || c.values == CacheSource::Bare) {
+            std::vector<int64_t> ks(static_cast<size_t>(nl), 0), vs(static_cast<size_t>(nl), 0);
+            for (int64_t il = 0; il < nl; ++il) {
+              if (!in[static_cast<size_t>(il)]) continue;
+              ks[static_cast<size_t>(il)] = c.keys == CacheSource::Bare ? 1 : 0;
+              vs[static_cast<size_t>(il)] = c.values == CacheSource::Bare ? 1 : 0;
+            }
+            caches[k] = select_layer_sources({&caches[k], &bare[k]}, ks, vs);
+          }
+        }
+      }
+
+      // ---- score ----
+      std::vector<ScoreRequest> reqs;
+      for (size_t k = 0; k < todo.size(); ++k) {
+        ScoreRequest r;
+        r.cache = &caches[k];
+        r.query_ids = impl.query_ids[todo[k]];
+        r.answer_ids = impl.answer_ids[todo[k]];
+        if (!hidden.empty()) r.options.hidden_slots = hidden[k];
+        tokens += static_cast<int64_t>(r.query_ids.size() + r.answer_ids.size());
+        reqs.push_back(std::move(r));
+      }
+      std::vector<AnswerScore> scores = score_answers(model_, reqs);
+
+      if (c.target == ScoreTarget::Pmi) {
+        if (!bos_cache) bos_cache = bos_only_cache(model_, bos);
+        std::vector<ScoreRequest> base;
+        std::vector<size_t> need;
+        for (size_t i : todo)
+          if (!pmi_baseline.count(i)) {
+            need.push_back(i);
+            base.push_back({&*bos_cache, impl.query_ids[i], impl.answer_ids[i], {}});
+          }
+        auto bs = score_answers(model_, base);
+        for (size_t k = 0; k < need.size(); ++k) pmi_baseline[need[k]] = bs[k].nll;
+      }
+
+      // ---- store (one transaction per chunk and condition) ----
+      const double per = (now_s() - tc) / static_cast<double>(todo.size());
+      std::vector<ResultRow> rows;
+      for (size_t k = 0; k < todo.size(); ++k) {
+        const size_t i = todo[k];
+        const ConditionLayout& L = lay[k];
+        ResultRow r;
+        r.sample_id = samples_[i].id;
+        r.sample_index = static_cast<int64_t>(i);
+        r.condition = c.name;
+        r.nll = scores[k].nll;
+        r.n_scored = scores[k].n_scored;
+        r.token_nll = scores[k].token_nll;
+        if (c.target == ScoreTarget::Pmi) {
+          r.baseline_nll = pmi_baseline.at(i);
+          r.pmi = r.nll - pmi_baseline.at(i);
+        }
+        r.prefix_tokens = static_cast<int64_t>(L.prefix_ids.size()) - 1;
+        r.doc_tokens = static_cast<int64_t>(L.doc_ids.size());
+        r.cache_len = caches[k].length();
+        r.prefix_text = L.prefix_text;
+        r.seconds = per;
+        rows.push_back(std::move(r));
+      }
+      if (options.stop_after_rows > 0 &&
+          sum.rows_computed + static_cast<int64_t>(rows.size()) > options.stop_after_rows) {
+        rows.resize(static_cast<size_t>(std::max<int64_t>(0, options.stop_after_rows - sum.rows_computed)));
+        store.put(rows);
+        sum.rows_computed += static_cast<int64_t>(rows.size());
+        sum.interrupted = true;
+        progress.finish();
+        sum.seconds = now_s() - t0;
+        return sum;
+      }
+      store.put(rows);
+      for (const auto& r : rows) done.insert({r.sample_id, r.condition});
+      sum.rows_computed += static_cast<int64_t>(rows.size());
+      sum.tokens += tokens;
+      progress.update(static_cast<int64_t>(rows.size()), tokens);
+    }
+  }
+  progress.finish();
+  store.mark_finished();
+  sum.seconds = now_s() - t0;
+  return sum;
+}
+
+RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options) {
+  LoadOptions lo;
+  lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
+  lo.device = parse_device(spec.device, spec.source + ": experiment.device");
+  Model model = Model::load(spec.model, lo);
+  const std::string tok_cfg = spec.model + "/tokenizer_config.json";
+  Tokenizer tok = Tokenizer::from_file(spec.model + "/tokenizer.json",
+                                       std::ifstream(tok_cfg).good() ? tok_cfg : std::string());
+  DatasetOptions dopt;
+  dopt.limit = spec.samples;
+  std::vector<Sample> samples = read_dataset(spec.dataset, dopt);
+  ExperimentRunner runner(spec, model, tok, std::move(samples));
+  return runner.run(options);
+}
+
+}  // namespace kvprime
