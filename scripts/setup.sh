@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
           libtorch-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
-          libpcre2-dev libsqlite3-dev)
+          libpcre2-dev libsqlite3-dev libboost-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
