@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
           libtorch-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
-          libpcre2-dev libsqlite3-dev libtomlplusplus-dev
+          libpcre2-dev libsqlite3-dev libtomlplusplus-dev libboost-dev
           # Debian's libtorch calls the BLAS behind libblas.so.3; without OpenBLAS that is the
           # reference BLAS: the demo model's seed pipeline took 4.1 s/sample there, 0.28 s with
           # OpenBLAS (bench_seed, 2-core dev machine). Installing it switches the alternative.
