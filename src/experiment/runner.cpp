@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -31,6 +32,11 @@ double now_s() {
 TokenIds concat(TokenIds a, const TokenIds& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
+}
+
+std::string with_separator(const std::string& segment, const std::string& sep) {
+  if (!segment.empty() && std::isspace(static_cast<unsigned char>(segment.back()))) return segment;
+  return segment + sep;
 }
 
 std::string fmt_duration(double s) {
@@ -139,8 +145,10 @@ struct ExperimentRunner::Impl {
       L.prefix_text = prefix_text(c, i);
       std::vector<std::string> segs = prefix_segments(c.prefix, L.prefix_text);
       if (c.mask == BuildMask::Causal) {
+        // prefix_separator between segments and before the document, unless the segment already
+        // ends in whitespace (a template like the seed's surrogate one ends in "\n\n").
         std::string joined;
-        for (const auto& s : segs) joined += s + sep;
+        for (const auto& s : segs) joined += with_separator(s, sep);
         JointTokens j = primer.tokenize_joint(joined, doc);
         L.prefix_ids = j.prefix_ids();
         L.doc_ids = j.doc_ids();
@@ -153,7 +161,7 @@ struct ExperimentRunner::Impl {
         L.prefix_ids = TokenIds{ids[0]};
         L.doc_ids.assign(ids.begin() + 1, ids.end());
         for (const auto& s : segs) {
-          TokenIds seg = primer.tokenize(s + sep);
+          TokenIds seg = primer.tokenize(with_separator(s, sep));
           KVP_CHECK(!seg.empty(), "condition '", c.name, "': an empty prefix segment for sample '",
                     samples[i].id, "'");
           L.segments.push_back(seg);
