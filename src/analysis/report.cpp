@@ -280,7 +280,9 @@ struct Table {
 Cell text_cell(const std::string& s) { return Cell{s}; }
 Cell name_cell(const std::string& s) { return Cell{s, 0, true}; }
 Cell dash_cell() { return Cell{"—"}; }
-Cell na_cell(Notes& notes, const std::string& reason) { return Cell{"n/a", notes.ref(reason), false, true}; }
+Cell na_cell(Notes& notes, const std::string& reason) {
+  return Cell{"n/a", notes.ref(reason), false, true};
+}
 Cell value_cell(double v, std::string (*fmt)(double), Notes& notes, const std::string& reason) {
   if (std::isfinite(v)) return Cell{fmt(v)};
   return na_cell(notes, reason);
@@ -515,7 +517,8 @@ std::string plot_divergence(const std::vector<LayerDivergence>& div,
       const auto& v = panel == 0 ? d.key : d.value;
       const char* colour = svg::palette(colour_of.at(d.condition));
       std::vector<std::pair<double, double>> pts;
-      for (size_t il = 0; il < v.size(); ++il) pts.push_back({x(static_cast<double>(il)), y(v[il])});
+      for (size_t il = 0; il < v.size(); ++il)
+        pts.push_back({x(static_cast<double>(il)), y(v[il])});
       if (pts.size() > 1) cv.polyline(pts, colour, 1.8);
       if (v.size() <= 64)
         for (const auto& [px, py] : pts) cv.circle(px, py, 2.5, colour);
@@ -673,9 +676,22 @@ pre { background: #f5f5f5; padding: 10px; overflow-x: auto; font-size: 0.82em; }
 ol.notes, ul.method { font-size: 0.88em; color: #333; }
 )css";
 
-}  // namespace
+// Everything build_report computes before rendering. ConditionRows point into input.rows.
+struct Analysis {
+  const ReportInput* input = nullptr;
+  std::vector<std::string> conditions;   // display order
+  std::map<std::string, size_t> index;   // name -> position in `conditions`
+  size_t ib = 0;                         // the baseline's position
+  std::vector<ConditionRows> data;       // per condition
+  std::set<std::string> sample_ids;
+  bool any_pmi = false, any_candidates = false, any_candidate_pmi = false;
+  std::vector<LayerDivergence> divergence;  // display order, non-empty entries
+  std::vector<Score> scores;                // NLL, and PMI when rows carry it
+  std::map<Score, std::vector<Comparison>> comparisons;  // conditions other than the baseline
+  std::map<Score, std::vector<Ranking>> rankings;        // every condition
+};
 
-Report build_report(const ReportInput& in) {
+void check_options(const ReportInput& in) {
   KVP_CHECK(in.resamples >= 2, "build_report: ReportInput.resamples = ", in.resamples,
             "; the bootstrap needs at least 2 resamples (10000 is the default)");
   KVP_CHECK(in.mrr_cutoff >= 1, "build_report: ReportInput.mrr_cutoff = ", in.mrr_cutoff,
@@ -690,7 +706,14 @@ Report build_report(const ReportInput& in) {
             "; pass a JSON object of header fields (model, dtype, dataset, run id...) or null");
   KVP_CHECK(!in.baseline.empty(),
             "build_report: ReportInput.baseline is empty; name the baseline condition (\"bare\")");
+}
 
+// Validates and indexes the rows, pairs every condition with the baseline and runs the
+// statistics (Holm/Bonferroni within each score and test), ranks per condition.
+Analysis analyze(const ReportInput& in) {
+  check_options(in);
+  Analysis a;
+  a.input = &in;
   // Conditions, in display order.
   std::vector<std::string> conditions = in.conditions;
   if (conditions.empty()) {
@@ -798,13 +821,6 @@ Report build_report(const ReportInput& in) {
     for (auto& c : comps)
       if (c.computed) c.s = family[k++];
   }
-  const auto count_tests = [](const std::vector<Comparison>& comps, bool wilcoxon) {
-    int64_t m = 0;
-    for (const auto& c : comps)
-      m += c.computed && std::isfinite(wilcoxon ? c.s.wilcoxon.p : c.s.t_test.p);
-    return m;
-  };
-
   // Ranking, per condition (the baseline included).
   std::map<Score, std::vector<Ranking>> rankings;
   if (any_candidates) {
@@ -814,10 +830,54 @@ Report build_report(const ReportInput& in) {
       for (const auto& c : data)
         rankings[score].push_back(rank_condition(c, score, in.hit_ks, in.mrr_cutoff));
   }
+  a.conditions = std::move(conditions);
+  a.index = std::move(index);
+  a.ib = ib;
+  a.data = std::move(data);
+  a.sample_ids = std::move(sample_ids);
+  a.any_pmi = any_pmi;
+  a.any_candidates = any_candidates;
+  a.any_candidate_pmi = any_candidate_pmi;
+  a.divergence = std::move(divergence);
+  a.scores = std::move(scores);
+  a.comparisons = std::move(comparisons);
+  a.rankings = std::move(rankings);
+  return a;
+}
 
-  // ---- Tables
+int64_t count_tests(const std::vector<Comparison>& comps, bool wilcoxon) {
+  int64_t m = 0;
+  for (const auto& c : comps)
+    m += c.computed && std::isfinite(wilcoxon ? c.s.wilcoxon.p : c.s.t_test.p);
+  return m;
+}
+
+// The tables of both outputs, and the footnotes their cells cite.
+struct Tables {
   Notes notes;
-  std::vector<std::pair<Score, Table>> main_tables, detail_tables;
+  Table run_table;
+  std::vector<std::pair<std::string, std::string>> big_meta;  // meta objects/arrays in full
+  std::vector<std::pair<Score, Table>> main_tables, detail_tables;  // per Analysis::scores
+  std::vector<std::pair<Score, Table>> ranking_tables;
+  Table div_table;  // empty without divergences
+};
+
+Tables make_tables(const Analysis& a) {
+  const ReportInput& in = *a.input;
+  const auto& conditions = a.conditions;
+  const auto& data = a.data;
+  const size_t ib = a.ib;
+  Tables tables;
+  Notes& notes = tables.notes;
+  auto& main_tables = tables.main_tables;
+  auto& detail_tables = tables.detail_tables;
+  auto& ranking_tables = tables.ranking_tables;
+  Table& div_table = tables.div_table;
+  Table& run_table = tables.run_table;
+  auto& big_meta = tables.big_meta;
+  const auto& [scores, comparisons, rankings, divergence, sample_ids] =
+      std::tie(a.scores, a.comparisons, a.rankings, a.divergence, a.sample_ids);
+
   for (Score score : scores) {
     const std::string S = score_label(score);
     const auto& comps = comparisons.at(score);
@@ -917,7 +977,6 @@ Report build_report(const ReportInput& in) {
     detail_tables.push_back({score, std::move(d)});
   }
 
-  std::vector<std::pair<Score, Table>> ranking_tables;
   for (const auto& [score, ranks] : rankings) {
     const std::string S = score_label(score);
     Table t;
@@ -948,7 +1007,6 @@ Report build_report(const ReportInput& in) {
     ranking_tables.push_back({score, std::move(t)});
   }
 
-  Table div_table;
   if (!divergence.empty()) {
     size_t layers = 0;
     for (const auto& d : divergence) layers = std::max({layers, d.key.size(), d.value.size()});
@@ -972,10 +1030,8 @@ Report build_report(const ReportInput& in) {
   }
 
   // Header facts (the run and the pairing).
-  Table run_table;
   run_table.caption = "Run";
   run_table.header = {"field", "value"};
-  std::vector<std::pair<std::string, std::string>> big_meta;  // objects/arrays shown in full
   if (in.meta.is_object()) {
     for (const auto& [key, value] : in.meta.items()) {
       std::string text;
@@ -1002,9 +1058,12 @@ Report build_report(const ReportInput& in) {
       {text_cell("bootstrap"), text_cell(std::to_string(in.resamples) +
                                          " resamples, percentile 95% CI, seed " +
                                          std::to_string(in.seed))});
+  return tables;
+}
 
+std::vector<std::string> method_notes(const ReportInput& in) {
   // Method notes (shown in both outputs).
-  const std::vector<std::string> method = {
+  return {
       "ΔNLL = condition − baseline for the same sample; negative means the condition lowers the "
       "answer NLL (helps). Win rate: fraction of pairs with Δ < 0.",
       "Only samples scored under both the condition and the baseline are paired; \"dropped\" "
@@ -1023,35 +1082,18 @@ Report build_report(const ReportInput& in) {
       "same condition; ties count at their expectation. AUC: fraction of irrelevant passages "
       "the own passage beats (ties 1/2), averaged over samples.",
   };
+}
 
-  // ---- Plots (HTML)
-  std::map<std::string, std::vector<std::string>> figures;  // section -> figures
-  for (Score score : scores) {
-    std::vector<const Comparison*> computed;
-    for (const auto& c : comparisons.at(score))
-      if (c.computed) computed.push_back(&c);
-    if (computed.empty() || score != Score::Nll) continue;
-    const std::string S = score_label(score);
-    figures["nll"].push_back(figure(
-        plot_deltas(computed, in.max_plot_points),
-        "Δ" + S + " = condition − " + in.baseline +
-            " per sample (left of the dashed line: the condition lowers the NLL). Box: "
-            "quartiles and median; whiskers: minimum to maximum; diamond: mean; dots: samples." +
-            subsample_note(computed, in.max_plot_points)));
-    figures["nll"].push_back(figure(
-        plot_benefit(computed, in.max_plot_points),
-        "Benefit (" + in.baseline + " − condition) against difficulty (" + in.baseline +
-            " " + S + ") per sample, with the least-squares line and Pearson r. Regression to "
-            "the mean alone tilts these lines upward: compare conditions, not slopes with 0." +
-            subsample_note(computed, in.max_plot_points)));
-  }
-  if (!divergence.empty())
-    figures["divergence"].push_back(figure(
-        plot_divergence(divergence, index),
-        "Mean relative L2 distance ||K_c − K_bare|| / ||K_bare|| (left) and the same for values "
-        "(right) per layer, over the samples measured."));
+std::string markdown_report(const Analysis& a, const Tables& tables,
+                            const std::vector<std::string>& method) {
+  const ReportInput& in = *a.input;
+  const auto& scores = a.scores;
+  const auto& notes = tables.notes;
+  const auto& [run_table, big_meta, main_tables, detail_tables, ranking_tables, div_table] =
+      std::tie(tables.run_table, tables.big_meta, tables.main_tables, tables.detail_tables,
+               tables.ranking_tables, tables.div_table);
+  const auto& divergence = a.divergence;
 
-  // ---- Markdown
   std::string md = "# " + md_escape(in.title, true) + "\n\n";
   md += render_markdown(run_table);
   // Large meta values (the config) in full: an HTML <pre> block (CommonMark HTML block type 1,
@@ -1087,8 +1129,50 @@ Report build_report(const ReportInput& in) {
     for (size_t i = 0; i < notes.texts().size(); ++i)
       md += "[^" + std::to_string(i + 1) + "]: " + md_escape(notes.texts()[i], true) + "\n";
   }
+  return md;
+}
 
-  // ---- HTML
+std::string html_report(const Analysis& a, const Tables& tables,
+                        const std::vector<std::string>& method) {
+  const ReportInput& in = *a.input;
+  const auto& scores = a.scores;
+  const auto& notes = tables.notes;
+  const auto& [run_table, big_meta, main_tables, detail_tables, ranking_tables, div_table] =
+      std::tie(tables.run_table, tables.big_meta, tables.main_tables, tables.detail_tables,
+               tables.ranking_tables, tables.div_table);
+  const auto& divergence = a.divergence;
+  const auto& comparisons = a.comparisons;
+  const auto& conditions = a.conditions;
+  const auto& sample_ids = a.sample_ids;
+  const auto& index = a.index;
+  // Plots
+  std::map<std::string, std::vector<std::string>> figures;  // section -> figures
+  for (Score score : scores) {
+    std::vector<const Comparison*> computed;
+    for (const auto& c : comparisons.at(score))
+      if (c.computed) computed.push_back(&c);
+    if (computed.empty() || score != Score::Nll) continue;
+    const std::string S = score_label(score);
+    figures["nll"].push_back(figure(
+        plot_deltas(computed, in.max_plot_points),
+        "Δ" + S + " = condition − " + in.baseline +
+            " per sample (left of the dashed line: the condition lowers the NLL). Box: "
+            "quartiles and median; whiskers: minimum to maximum; diamond: mean; dots: samples." +
+            subsample_note(computed, in.max_plot_points)));
+    figures["nll"].push_back(figure(
+        plot_benefit(computed, in.max_plot_points),
+        "Benefit (" + in.baseline + " − condition) against difficulty (" + in.baseline +
+            " " + S + ") per sample, with the least-squares line and Pearson r. Regression to "
+            "the mean alone tilts these lines upward: compare conditions, not slopes with 0." +
+            subsample_note(computed, in.max_plot_points)));
+  }
+  if (!divergence.empty())
+    figures["divergence"].push_back(figure(
+        plot_divergence(divergence, index),
+        "Mean relative L2 distance ||K_c − K_bare|| / ||K_bare|| (left) and the same for values "
+        "(right) per layer, over the samples measured."));
+
+
   using svg::xml_escape;
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -1135,8 +1219,15 @@ Report build_report(const ReportInput& in) {
     html += "</ol>\n";
   }
   html += "</section>\n</main>\n</body>\n</html>\n";
+  return html;
+}
 
-  // ---- JSON summary
+json summary_json(const Analysis& a, const Notes& notes) {
+  const ReportInput& in = *a.input;
+  const auto& [conditions, data, ib, scores, comparisons, rankings, divergence, sample_ids] =
+      std::tie(a.conditions, a.data, a.ib, a.scores, a.comparisons, a.rankings, a.divergence,
+               a.sample_ids);
+
   json summary;
   summary["title"] = in.title;
   summary["baseline"] = in.baseline;
@@ -1172,10 +1263,18 @@ Report build_report(const ReportInput& in) {
   }
   summary["divergence"] = json::array();
   for (const auto& d : divergence)
-    summary["divergence"].push_back({{"condition", d.condition}, {"key", d.key}, {"value", d.value}});
+    summary["divergence"].push_back(
+        {{"condition", d.condition}, {"key", d.key}, {"value", d.value}});
   summary["notes"] = notes.texts();
+  return summary;
+}
 
-  // ---- CSV: rows
+// results.csv: one line per input row, with the baseline's NLL for the same sample and candidate.
+std::string results_csv(const Analysis& a) {
+  const ReportInput& in = *a.input;
+  const auto& data = a.data;
+  const size_t ib = a.ib;
+
   std::string csv_rows = csv_line({"sample_id", "condition", "candidate", "nll", "pmi",
                                    "baseline_nll", "delta_nll"});
   for (const auto& row : in.rows) {
@@ -1196,8 +1295,15 @@ Report build_report(const ReportInput& in) {
                           base ? fmt_exact(base->nll) : "",
                           base ? fmt_exact(row.nll - base->nll) : ""});
   }
+  return csv_rows;
+}
 
-  // ---- CSV: one line per condition (columns decided once for all lines)
+// summary.csv: one line per condition; the columns are decided once for all lines.
+std::string summary_csv(const Analysis& a) {
+  const ReportInput& in = *a.input;
+  const auto& [conditions, data, ib, scores, comparisons, rankings, divergence] =
+      std::tie(a.conditions, a.data, a.ib, a.scores, a.comparisons, a.rankings, a.divergence);
+
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> lines(conditions.size());
   auto put = [&](size_t i, const std::string& name, const std::string& value) {
@@ -1239,7 +1345,8 @@ Report build_report(const ReportInput& in) {
       put(i, p + "p_t", v(s.t_test.p));
       put(i, p + "p_t_bonferroni", v(s.t_test.p_bonferroni));
       put(i, p + "p_t_holm", v(s.t_test.p_holm));
-      put(i, p + "wilcoxon_statistic", ok && std::isfinite(s.wilcoxon.p) ? exact(s.wilcoxon.statistic) : "");
+      put(i, p + "wilcoxon_statistic",
+          ok && std::isfinite(s.wilcoxon.p) ? exact(s.wilcoxon.statistic) : "");
       put(i, p + "wilcoxon_method", ok ? stats::to_string(s.wilcoxon.method) : "");
       put(i, p + "p_w", v(s.wilcoxon.p));
       put(i, p + "p_w_bonferroni", v(s.wilcoxon.p_bonferroni));
@@ -1270,13 +1377,21 @@ Report build_report(const ReportInput& in) {
   }
   std::string csv_summary = csv_line(header);
   for (const auto& l : lines) csv_summary += csv_line(l);
+  return csv_summary;
+}
 
+}  // namespace
+
+Report build_report(const ReportInput& in) {
+  const Analysis a = analyze(in);
+  Tables tables = make_tables(a);
+  const auto method = method_notes(in);
   Report report;
-  report.summary = std::move(summary);
-  report.markdown = std::move(md);
-  report.html = std::move(html);
-  report.csv_rows = std::move(csv_rows);
-  report.csv_summary = std::move(csv_summary);
+  report.markdown = markdown_report(a, tables, method);
+  report.html = html_report(a, tables, method);
+  report.summary = summary_json(a, tables.notes);
+  report.csv_rows = results_csv(a);
+  report.csv_summary = summary_csv(a);
   return report;
 }
 

@@ -84,8 +84,8 @@ std::string tick_label(double v, double step) {
   if (step > 0 && (step < 1e-4 || std::fabs(v) >= 1e6)) {
     std::snprintf(buf, sizeof buf, "%.3g", v);
   } else {
-    const int decimals = step > 0 ? std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)))
-                                  : 2;
+    const int decimals =
+        step > 0 ? std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9))) : 2;
     std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   }
   std::string s = buf;
