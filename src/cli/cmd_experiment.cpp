@@ -59,6 +59,9 @@ Action add_run(CLI::App& app) {
               << " tokens/s)";
     if (s.skipped_samples) std::cout << "; " << s.skipped_samples << " samples skipped (one-token answers)";
     std::cout << "\n  results: " << spec.store_path() << "\n";
+    if (s.interrupted) return 1;
+    write_experiment_report(spec);
+    std::cout << "  report:  " << spec.out << "/report.md, report.html, results.csv, summary.csv\n";
     return 0;
   };
 }
@@ -82,6 +85,24 @@ Action add_explain(CLI::App& app) {
               ": the dataset '", spec.dataset, "' has ", samples.size(), " samples");
     ExperimentRunner runner(spec, L.model, L.tok, std::move(samples));
     std::cout << runner.explain(static_cast<size_t>(a->sample));
+    return 0;
+  };
+}
+
+Action add_report(CLI::App& app) {
+  struct Args {
+    std::string toml, out;
+    int64_t run_id = -1;
+  };
+  auto a = std::make_shared<Args>();
+  app.add_option("experiment", a->toml, "experiment TOML file")->required()->check(CLI::ExistingFile);
+  app.add_option("--run-id", a->run_id, "report this run of the store (archived ones too); default: the current run");
+  app.add_option("-o,--out", a->out, "output directory (default: experiment.out)");
+  return [a]() {
+    ExperimentSpec spec = load_experiment(a->toml);
+    write_experiment_report(spec, a->run_id, a->out);
+    std::cout << "kvprime report: " << (a->out.empty() ? spec.out : a->out)
+              << "/report.md, report.html, results.csv, summary.csv\n";
     return 0;
   };
 }

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
       kvprime::cli::add_run);
   reg("explain", "Show each condition's cache layout and what the query attends to, for one sample",
       kvprime::cli::add_explain);
+  reg("report", "Re-render report.md/.html and CSVs of an experiment from its results store",
+      kvprime::cli::add_report);
 
   try {
     app.parse(argc, argv);
