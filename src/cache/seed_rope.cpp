@@ -10,12 +10,19 @@ std::pair<at::Tensor, at::Tensor> build_rope_correction(int64_t offset, int64_t 
   KVP_CHECK(head_dim > 0 && head_dim % 2 == 0, "build_rope_correction: head_dim must be a positive "
             "even number, got ", head_dim);
   KVP_CHECK(theta > 0, "build_rope_correction: theta must be positive, got ", theta);
-  // As the seed: inv_freq = 1 / theta^(arange(0, d, 2) / d) in float64, angle = -offset * inv_freq.
-  auto opts = at::TensorOptions().dtype(at::kDouble);
-  at::Tensor inv_freq = 1.0 / at::pow(at::scalar_tensor(theta, opts),
-                                      at::arange(0, head_dim, 2, opts) / static_cast<double>(head_dim));
-  at::Tensor angles = inv_freq * static_cast<double>(-offset);  // [head_dim / 2]
-  at::Tensor emb = at::cat({angles, angles});                   // [head_dim]
+  // Exactly as the seed's Python:
+  //   inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))  float32
+  //   angles = (-offset * inv_freq).double()   (the product is float32, only then widened)
+  //   emb = cat(angles, angles); return emb.cos().float(), emb.sin().float()
+  // (ATen spelling of the Python idioms as in src/model/rope.cpp: `1.0 / t` is t.reciprocal(),
+  // `base ** t` is at::pow(Scalar, t), `python_int * t` a float32 multiply by a wrapped scalar.)
+  // The float32 inv_freq equals HF's default-RoPE buffer; the float32 product differs from a
+  // float64 one by up to ~1e-6 in cos/sin at offset 200, which tests/seed/test_seed_golden.cpp sees.
+  at::Tensor exponents =
+      at::arange(0, head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / head_dim;
+  at::Tensor inv_freq = at::pow(at::Scalar(theta), exponents).reciprocal();   // [head_dim / 2] f32
+  at::Tensor angles = (inv_freq * at::Scalar(-offset)).to(at::kDouble);      // f32 product
+  at::Tensor emb = at::cat({angles, angles});                                 // [head_dim]
   return {emb.cos().to(at::kFloat), emb.sin().to(at::kFloat)};
 }
 

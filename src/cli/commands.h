@@ -22,6 +22,9 @@ using Action = std::function<int()>;
 Action add_info(CLI::App& app);
 Action add_generate(CLI::App& app);
 Action add_score(CLI::App& app);
+Action add_run(CLI::App& app);
+Action add_explain(CLI::App& app);
+Action add_report(CLI::App& app);
 
 // "1,2, 3" -> {1, 2, 3}; throws naming `what` on anything else.
 std::vector<int64_t> parse_id_list(const std::string& text, const std::string& what);

@@ -19,6 +19,12 @@ int main(int argc, char** argv) {
   reg("generate", "Greedy generation from token ids", kvprime::cli::add_generate);
   reg("score", "Mean NLL of continuation tokens after a context, through the KV cache",
       kvprime::cli::add_score);
+  reg("run", "Run a priming experiment (TOML); resumes where a previous run stopped",
+      kvprime::cli::add_run);
+  reg("explain", "Show each condition's cache layout and what the query attends to, for one sample",
+      kvprime::cli::add_explain);
+  reg("report", "Re-render report.md/.html and CSVs of an experiment from its results store",
+      kvprime::cli::add_report);
 
   try {
     app.parse(argc, argv);

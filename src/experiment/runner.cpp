@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "kvprime/analysis/report.h"
 #include "kvprime/cache/batch.h"
 #include "kvprime/cache/surgery.h"
 #include "kvprime/core/dtype.h"
@@ -31,6 +33,11 @@ double now_s() {
 TokenIds concat(TokenIds a, const TokenIds& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
+}
+
+std::string with_separator(const std::string& segment, const std::string& sep) {
+  if (!segment.empty() && std::isspace(static_cast<unsigned char>(segment.back()))) return segment;
+  return segment + sep;
 }
 
 std::string fmt_duration(double s) {
@@ -76,6 +83,24 @@ class Progress {
   double t0_;
 };
 
+// Per layer, ||K_c - K_bare|| / ||K_bare|| and the same for V, over the document slots (BOS and the
+// last doc_len slots of `c`; a full-context cache keeps prefix slots in between, which are skipped).
+nlohmann::json layer_divergence(const KVCache& c, const KVCache& bare) {
+  const int64_t n_doc = bare.length() - 1;
+  at::Tensor idx = at::cat({at::zeros({1}, at::kLong), at::arange(c.length() - n_doc, c.length(), at::kLong)})
+                       .to(c.device());
+  std::vector<double> kd, vd;
+  for (int64_t il = 0; il < c.n_layer(); ++il) {
+    auto rel = [&](const at::Tensor& a, const at::Tensor& b) {
+      at::Tensor x = a.index_select(2, idx).to(at::kDouble), y = b.to(at::kDouble);
+      return ((x - y).norm() / y.norm().clamp_min(1e-30)).item<double>();
+    };
+    kd.push_back(rel(c.key(il), bare.key(il)));
+    vd.push_back(rel(c.value(il), bare.value(il)));
+  }
+  return {{"key_divergence", kd}, {"value_divergence", vd}};
+}
+
 }  // namespace
 
 // Per-sample data shared by all conditions (tokenized once).
@@ -118,8 +143,10 @@ struct ExperimentRunner::Impl {
   }
 
   // The document text of sample i under condition c (padded for length experiments).
-  std::string document(const ConditionSpec& c, size_t i) const {
-    std::string passage = samples[i].passage;
+  // The document text of sample i under condition c (padded for length experiments); `passage`
+  // replaces the sample's own passage for ranking candidates.
+  std::string document(const ConditionSpec& c, size_t i, const std::string* passage_override = nullptr) const {
+    std::string passage = passage_override ? *passage_override : samples[i].passage;
     if (c.pad_to_tokens) {
       // Bytes are a safe over-estimate of tokens; the token ids are cut to the target below.
       passage += " " + maker.unrelated_text(i, samples[i].id, static_cast<size_t>(*c.pad_to_tokens) * 8);
@@ -127,9 +154,9 @@ struct ExperimentRunner::Impl {
     return format_template(spec.templates.document_template, {{"document", passage}}, "document_template");
   }
 
-  ConditionLayout layout(const ConditionSpec& c, size_t i) const {
+  ConditionLayout layout(const ConditionSpec& c, size_t i, const std::string* passage_override = nullptr) const {
     ConditionLayout L;
-    const std::string doc = document(c, i);
+    const std::string doc = document(c, i, passage_override);
     const std::string sep = spec.templates.prefix_separator;
     if (c.prefix.kind == PrefixKind::None) {
       TokenIds ids = primer.tokenize_with_bos(doc);
@@ -139,8 +166,10 @@ struct ExperimentRunner::Impl {
       L.prefix_text = prefix_text(c, i);
       std::vector<std::string> segs = prefix_segments(c.prefix, L.prefix_text);
       if (c.mask == BuildMask::Causal) {
+        // prefix_separator between segments and before the document, unless the segment already
+        // ends in whitespace (a template like the seed's surrogate one ends in "\n\n").
         std::string joined;
-        for (const auto& s : segs) joined += s + sep;
+        for (const auto& s : segs) joined += with_separator(s, sep);
         JointTokens j = primer.tokenize_joint(joined, doc);
         L.prefix_ids = j.prefix_ids();
         L.doc_ids = j.doc_ids();
@@ -153,7 +182,7 @@ struct ExperimentRunner::Impl {
         L.prefix_ids = TokenIds{ids[0]};
         L.doc_ids.assign(ids.begin() + 1, ids.end());
         for (const auto& s : segs) {
-          TokenIds seg = primer.tokenize(s + sep);
+          TokenIds seg = primer.tokenize(with_separator(s, sep));
           KVP_CHECK(!seg.empty(), "condition '", c.name, "': an empty prefix segment for sample '",
                     samples[i].id, "'");
           L.segments.push_back(seg);
@@ -163,8 +192,9 @@ struct ExperimentRunner::Impl {
       }
     }
     if (c.pad_to_tokens && static_cast<int64_t>(L.doc_ids.size()) > *c.pad_to_tokens) {
+      const std::string& own_passage = passage_override ? *passage_override : samples[i].passage;
       const int64_t own = static_cast<int64_t>(primer.tokenize_with_bos(format_template(
-                              spec.templates.document_template, {{"document", samples[i].passage}}, "document_template")).size()) - 1;
+                              spec.templates.document_template, {{"document", own_passage}}, "document_template")).size()) - 1;
       L.doc_ids.resize(static_cast<size_t>(std::max(own, *c.pad_to_tokens)));
     }
     KVP_CHECK(!L.doc_ids.empty(), "sample '", samples[i].id, "': the document has no tokens");
@@ -266,20 +296,36 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
   std::optional<KVCache> bos_cache;
   const int32_t bos = impl.primer.tokenize_with_bos("x")[0];
   std::map<size_t, double> pmi_baseline;  // sample -> NLL given a BOS-only cache
+  const int64_t nl = model_.config().n_layer;
+
+  // One (sample, candidate) to build and score: candidate -1 is the sample's own passage,
+  // k >= 0 its k-th irrelevant passage (ranking), built and scored under the same condition.
+  struct Job {
+    size_t i;
+    int64_t candidate;
+    const std::string* passage;  // nullptr: the sample's own
+  };
 
   const size_t B = static_cast<size_t>(std::max<int64_t>(1, spec_.batch));
   for (size_t begin = 0; begin < usable.size(); begin += B) {
     const std::vector<size_t> chunk(usable.begin() + begin, usable.begin() + std::min(usable.size(), begin + B));
     for (const auto& c : spec_.conditions) {
-      std::vector<size_t> todo;
-      for (size_t i : chunk)
-        if (!done.count({samples_[i].id, c.name})) todo.push_back(i);
-      if (todo.empty()) continue;
+      std::vector<Job> jobs;
+      int64_t n_samples_todo = 0;
+      for (size_t i : chunk) {
+        if (done.count({samples_[i].id, c.name})) continue;
+        ++n_samples_todo;
+        jobs.push_back({i, -1, nullptr});
+        if (spec_.ranking)
+          for (size_t k = 0; k < samples_[i].irrelevant.size(); ++k)
+            jobs.push_back({i, static_cast<int64_t>(k), &samples_[i].irrelevant[k]});
+      }
+      if (jobs.empty()) continue;
       const double tc = now_s();
       int64_t tokens = 0;
 
       std::vector<ConditionLayout> lay;
-      for (size_t i : todo) lay.push_back(impl.layout(c, i));
+      for (const auto& j : jobs) lay.push_back(impl.layout(c, j.i, j.passage));
 
       // ---- build ----
       std::vector<KVCache> caches;
@@ -326,25 +372,43 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
       if (c.roundtrip_noise)
         for (auto& k : caches) k = apply_rope_roundtrip_noise(k, *c.roundtrip_noise, model_);
 
-      // ---- mix with the bare cache of the same document ids ----
+      // ---- bare caches of the same document ids: for mixing, and for the divergence measure ----
       const bool mixes = c.keys == CacheSource::Bare || c.values == CacheSource::Bare || c.value_alpha;
-      if (mixes) {
+      std::vector<std::optional<KVCache>> bare(jobs.size());
+      std::vector<bool> measure(jobs.size(), false);
+      {
         std::vector<TokenIds> rows;
-        for (const auto& L : lay) rows.push_back(concat(TokenIds{L.prefix_ids[0]}, L.doc_ids));
-        for (const auto& r : rows) tokens += static_cast<int64_t>(r.size());
-        std::vector<KVCache> bare = unstack_cache(prefill_batch(model_, rows));
-        const int64_t nl = model_.config().n_layer;
+        std::vector<size_t> which;
+        for (size_t k = 0; k < jobs.size(); ++k) {
+          measure[k] = primed || c.roundtrip_noise;
+          measure[k] = measure[k] && jobs[k].candidate < 0 &&
+                       static_cast<int64_t>(jobs[k].i) < spec_.divergence_samples;
+          if (mixes || measure[k]) {
+            rows.push_back(concat(TokenIds{lay[k].prefix_ids[0]}, lay[k].doc_ids));
+            which.push_back(k);
+          }
+        }
+        if (!rows.empty()) {
+          for (const auto& r : rows) tokens += static_cast<int64_t>(r.size());
+          std::vector<KVCache> b = unstack_cache(prefill_batch(model_, rows));
+          for (size_t m = 0; m < which.size(); ++m) bare[which[m]] = std::move(b[m]);
+        }
+      }
+      if (mixes) {
         for (const int64_t l : c.layers)
-          KVP_CHECK(l < nl, "condition '", c.name, "': layer ", l, " does not exist (the model has ", nl, " layers)");
+          KVP_CHECK(l < nl, spec_.source, ": condition '", c.name, "': layer ", l,
+                    " does not exist (the model has ", nl, " layers)");
         std::vector<bool> in(static_cast<size_t>(nl), c.layers.empty());
         for (const int64_t l : c.layers) in[static_cast<size_t>(l)] = true;
         for (size_t k = 0; k < caches.size(); ++k) {
+          const KVCache& b = *bare[k];
           if (c.value_alpha) {
             // interpolate_values(a, b, w): keys of a, values (1-w)*a + w*b. a = primed,
             // w = 1 - alpha gives values alpha*primed + (1-alpha)*bare in the chosen layers.
             std::vector<double> w(static_cast<size_t>(nl), 0.0);
-            for (int64_t il = 0; il < nl; ++il) if (in[static_cast<size_t>(il)]) w[static_cast<size_t>(il)] = 1.0 - *c.value_alpha;
-            caches[k] = interpolate_values(caches[k], bare[k], w);
+            for (int64_t il = 0; il < nl; ++il)
+              if (in[static_cast<size_t>(il)]) w[static_cast<size_t>(il)] = 1.0 - *c.value_alpha;
+            caches[k] = interpolate_values(caches[k], b, w);
           }
           if (c.keys == CacheSource::Bare || c.values == CacheSource::Bare) {
             std::vector<int64_t> ks(static_cast<size_t>(nl), 0), vs(static_cast<size_t>(nl), 0);
@@ -353,18 +417,18 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
               ks[static_cast<size_t>(il)] = c.keys == CacheSource::Bare ? 1 : 0;
               vs[static_cast<size_t>(il)] = c.values == CacheSource::Bare ? 1 : 0;
             }
-            caches[k] = select_layer_sources({&caches[k], &bare[k]}, ks, vs);
+            caches[k] = select_layer_sources({&caches[k], &b}, ks, vs);
           }
         }
       }
 
       // ---- score ----
       std::vector<ScoreRequest> reqs;
-      for (size_t k = 0; k < todo.size(); ++k) {
+      for (size_t k = 0; k < jobs.size(); ++k) {
         ScoreRequest r;
         r.cache = &caches[k];
-        r.query_ids = impl.query_ids[todo[k]];
-        r.answer_ids = impl.answer_ids[todo[k]];
+        r.query_ids = impl.query_ids[jobs[k].i];
+        r.answer_ids = impl.answer_ids[jobs[k].i];
         if (!hidden.empty()) r.options.hidden_slots = hidden[k];
         tokens += static_cast<int64_t>(r.query_ids.size() + r.answer_ids.size());
         reqs.push_back(std::move(r));
@@ -375,25 +439,28 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         if (!bos_cache) bos_cache = bos_only_cache(model_, bos);
         std::vector<ScoreRequest> base;
         std::vector<size_t> need;
-        for (size_t i : todo)
-          if (!pmi_baseline.count(i)) {
-            need.push_back(i);
-            base.push_back({&*bos_cache, impl.query_ids[i], impl.answer_ids[i], {}});
+        for (const auto& j : jobs)
+          if (!pmi_baseline.count(j.i) && std::find(need.begin(), need.end(), j.i) == need.end()) {
+            need.push_back(j.i);
+            base.push_back({&*bos_cache, impl.query_ids[j.i], impl.answer_ids[j.i], {}});
           }
-        auto bs = score_answers(model_, base);
-        for (size_t k = 0; k < need.size(); ++k) pmi_baseline[need[k]] = bs[k].nll;
+        if (!base.empty()) {
+          auto bs = score_answers(model_, base);
+          for (size_t k = 0; k < need.size(); ++k) pmi_baseline[need[k]] = bs[k].nll;
+        }
       }
 
-      // ---- store (one transaction per chunk and condition) ----
-      const double per = (now_s() - tc) / static_cast<double>(todo.size());
+      // ---- store (one transaction per chunk and condition: all candidates of a sample at once) ----
+      const double per = (now_s() - tc) / static_cast<double>(jobs.size());
       std::vector<ResultRow> rows;
-      for (size_t k = 0; k < todo.size(); ++k) {
-        const size_t i = todo[k];
+      for (size_t k = 0; k < jobs.size(); ++k) {
+        const size_t i = jobs[k].i;
         const ConditionLayout& L = lay[k];
         ResultRow r;
         r.sample_id = samples_[i].id;
         r.sample_index = static_cast<int64_t>(i);
         r.condition = c.name;
+        r.candidate = jobs[k].candidate;
         r.nll = scores[k].nll;
         r.n_scored = scores[k].n_scored;
         r.token_nll = scores[k].token_nll;
@@ -406,13 +473,22 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         r.cache_len = caches[k].length();
         r.prefix_text = L.prefix_text;
         r.seconds = per;
+        if (measure[k]) r.extra = layer_divergence(caches[k], *bare[k]);
         rows.push_back(std::move(r));
       }
-      if (options.stop_after_rows > 0 &&
-          sum.rows_computed + static_cast<int64_t>(rows.size()) > options.stop_after_rows) {
-        rows.resize(static_cast<size_t>(std::max<int64_t>(0, options.stop_after_rows - sum.rows_computed)));
-        store.put(rows);
-        sum.rows_computed += static_cast<int64_t>(rows.size());
+      if (options.stop_after_rows > 0 && sum.rows_computed + n_samples_todo > options.stop_after_rows) {
+        // Testing hook: store whole samples up to the limit, then stop as a killed run would.
+        std::vector<ResultRow> keep;
+        std::set<std::string> ids;
+        for (auto& r : rows) {
+          if (!ids.count(r.sample_id) &&
+              sum.rows_computed + static_cast<int64_t>(ids.size()) >= options.stop_after_rows)
+            break;
+          ids.insert(r.sample_id);
+          keep.push_back(std::move(r));
+        }
+        store.put(keep);
+        sum.rows_computed += static_cast<int64_t>(ids.size());
         sum.interrupted = true;
         progress.finish();
         sum.seconds = now_s() - t0;
@@ -420,9 +496,9 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
       }
       store.put(rows);
       for (const auto& r : rows) done.insert({r.sample_id, r.condition});
-      sum.rows_computed += static_cast<int64_t>(rows.size());
+      sum.rows_computed += n_samples_todo;
       sum.tokens += tokens;
-      progress.update(static_cast<int64_t>(rows.size()), tokens);
+      progress.update(n_samples_todo, tokens);
     }
   }
   progress.finish();
@@ -444,6 +520,57 @@ RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options)
   std::vector<Sample> samples = read_dataset(spec.dataset, dopt);
   ExperimentRunner runner(spec, model, tok, std::move(samples));
   return runner.run(options);
+}
+
+nlohmann::json write_experiment_report(const ExperimentSpec& spec, int64_t run_id,
+                                       const std::string& out_dir) {
+  ResultStore store = ResultStore::open_readonly(spec.store_path(), run_id >= 0 ? "" : spec.name, run_id);
+  const RunInfo info = store.info();
+  ReportInput in;
+  in.title = "kvprime: " + spec.name;
+  in.baseline = "bare";
+  for (const auto& c : spec.conditions) in.conditions.push_back(c.name);
+  in.seed = spec.seed;
+  std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> div_sum;
+  std::map<std::string, int64_t> div_n;
+  for (const ResultRow& r : store.rows()) {
+    if (std::find(in.conditions.begin(), in.conditions.end(), r.condition) == in.conditions.end())
+      continue;  // the store may hold conditions of another configuration of the same name
+    in.rows.push_back({r.sample_id, r.condition, r.nll, r.pmi, r.candidate});
+    if (r.extra.is_object() && r.extra.contains("key_divergence")) {
+      auto k = r.extra["key_divergence"].get<std::vector<double>>();
+      auto v = r.extra["value_divergence"].get<std::vector<double>>();
+      auto& acc = div_sum[r.condition];
+      if (acc.first.empty()) acc = {std::vector<double>(k.size(), 0.0), std::vector<double>(v.size(), 0.0)};
+      if (k.size() != acc.first.size() || v.size() != acc.second.size()) continue;
+      for (size_t l = 0; l < k.size(); ++l) acc.first[l] += k[l];
+      for (size_t l = 0; l < v.size(); ++l) acc.second[l] += v[l];
+      ++div_n[r.condition];
+    }
+  }
+  for (const auto& name : in.conditions) {
+    auto it = div_sum.find(name);
+    if (it == div_sum.end()) continue;
+    LayerDivergence d;
+    d.condition = name;
+    for (double x : it->second.first) d.key.push_back(x / static_cast<double>(div_n[name]));
+    for (double x : it->second.second) d.value.push_back(x / static_cast<double>(div_n[name]));
+    in.divergence.push_back(std::move(d));
+  }
+  in.meta = {{"experiment", spec.source},
+             {"model", spec.model},
+             {"dtype", spec.dtype},
+             {"device", spec.device},
+             {"dataset", spec.dataset},
+             {"store", spec.store_path()},
+             {"run_id", info.run_id},
+             {"run_status", info.status},
+             {"created_at", info.created_at},
+             {"kvprime_version", info.kvprime_version},
+             {"config", info.config}};
+  Report rep = build_report(in);
+  write_report(rep, out_dir.empty() ? spec.out : out_dir);
+  return rep.summary;
 }
 
 }  // namespace kvprime

@@ -276,6 +276,8 @@ nlohmann::json ExperimentSpec::results_identity() const {
           {"dataset", dataset},
           {"samples", samples},
           {"seed", seed},
+          {"ranking", ranking},
+          {"divergence_samples", divergence_samples},
           {"templates",
            {{"document", t.document_template}, {"query", t.query_template},
             {"surrogate", t.surrogate_template}, {"prefix_separator", t.prefix_separator},
@@ -306,6 +308,8 @@ ExperimentSpec parse_experiment(const std::string& toml_text, const std::string&
     s.seed = static_cast<uint64_t>(e.integer("seed", 42, 0));
     s.batch = e.integer("batch", s.batch, 1);
     s.out = e.str("out", "");
+    s.ranking = e.boolean("ranking", false);
+    s.divergence_samples = e.integer("divergence_samples", s.divergence_samples, 0);
     e.refuse_unknown();
     KVP_CHECK(!s.model.empty(), where(origin, exp->source()), ": 'experiment.model' is required (a checkpoint directory)");
     KVP_CHECK(!s.dataset.empty(), where(origin, exp->source()), ": 'experiment.dataset' is required (a JSONL file)");

@@ -15,8 +15,9 @@
 
 namespace kvprime {
 
-// (cos, sin), each [head_dim] float32, rotating by -offset:
-//   inv_freq[i] = 1 / theta^(2i / head_dim), angle = -offset * inv_freq (float64), cat(angle, angle).
+// (cos, sin), each [head_dim] float32, rotating by -offset, computed as the seed did:
+//   inv_freq[i] = 1 / theta^(2i / head_dim) in float32 (HF's default buffer), angle = -offset *
+//   inv_freq multiplied in float32 and widened to float64, cos/sin of cat(angle, angle) in float64.
 // key_at(p) * cos + rotate_half(key_at(p)) * sin == key_at(p - offset).
 std::pair<at::Tensor, at::Tensor> build_rope_correction(int64_t offset, int64_t head_dim,
                                                         double theta);

@@ -72,4 +72,11 @@ class ExperimentRunner {
 // Loads model, tokenizer and dataset of `spec`, runs it: what `kvprime run` does.
 RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options = {});
 
+// Reads the results of `spec`'s run (run_id >= 0: that run, archived ones too) from its store
+// and writes report.md, report.html, results.csv and summary.csv into `out_dir` (default
+// spec.out). Returns the report's summary JSON. Per-layer divergences come from the rows that
+// measured them (experiment.divergence_samples).
+nlohmann::json write_experiment_report(const ExperimentSpec& spec, int64_t run_id = -1,
+                                       const std::string& out_dir = "");
+
 }  // namespace kvprime

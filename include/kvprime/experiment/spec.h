@@ -90,6 +90,10 @@ struct ExperimentSpec {
   uint64_t seed = 42;
   int64_t batch = 16;
   std::string out;                              // results.sqlite, report.md, report.html, *.csv
+  bool ranking = false;                         // also score every condition on the sample's
+                                                // irrelevant passages (AUC, MRR, Hit@k)
+  int64_t divergence_samples = 8;               // samples (the first ones) whose caches are
+                                                // compared to the bare cache per layer (report)
   ExperimentConfig templates;
   std::vector<ConditionSpec> conditions;        // conditions[0] is "bare" (added when missing)
 

@@ -1,0 +1,110 @@
+// run, explain: the experiment commands (experiment/spec.h, experiment/runner.h).
+#include <fstream>
+#include <iostream>
+
+#include "commands.h"
+#include "kvprime/core/dtype.h"
+#include "kvprime/core/error.h"
+#include "kvprime/experiment/dataset.h"
+#include "kvprime/experiment/runner.h"
+#include "kvprime/experiment/spec.h"
+
+namespace kvprime::cli {
+
+namespace {
+
+struct Loaded {
+  Model model;
+  Tokenizer tok;
+};
+
+Loaded load_for(const ExperimentSpec& spec) {
+  LoadOptions lo;
+  lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
+  lo.device = parse_device(spec.device, spec.source + ": experiment.device");
+  const std::string cfg = spec.model + "/tokenizer_config.json";
+  Tokenizer tok = Tokenizer::from_file(spec.model + "/tokenizer.json",
+                                       std::ifstream(cfg).good() ? cfg : std::string());
+  return {Model::load(spec.model, lo), std::move(tok)};
+}
+
+}  // namespace
+
+Action add_run(CLI::App& app) {
+  struct Args {
+    std::string toml;
+    bool new_run = false, quiet = false;
+    int64_t samples = -1;
+  };
+  auto a = std::make_shared<Args>();
+  app.add_option("experiment", a->toml, "experiment TOML file")->required()->check(CLI::ExistingFile);
+  app.add_flag("--new-run", a->new_run,
+               "start over although results of another configuration are stored (they are archived, not deleted)");
+  app.add_option("--samples", a->samples, "override experiment.samples (0: all); part of the run's identity");
+  app.add_flag("-q,--quiet", a->quiet, "no progress bar");
+  return [a]() {
+    ExperimentSpec spec = load_experiment(a->toml);
+    if (a->samples >= 0) spec.samples = a->samples;
+    Loaded L = load_for(spec);
+    DatasetOptions dopt;
+    dopt.limit = spec.samples;
+    ExperimentRunner runner(spec, L.model, L.tok, read_dataset(spec.dataset, dopt));
+    RunOptions ro;
+    ro.new_run = a->new_run;
+    ro.progress = !a->quiet;
+    RunSummary s = runner.run(ro);
+    std::cout << "kvprime run: " << spec.name << ": " << s.samples << " samples x " << s.conditions
+              << " conditions; " << s.rows_done_before << " rows were stored, " << s.rows_computed
+              << " computed in " << s.seconds << " s (" << static_cast<int64_t>(s.tokens / std::max(s.seconds, 1e-9))
+              << " tokens/s)";
+    if (s.skipped_samples) std::cout << "; " << s.skipped_samples << " samples skipped (one-token answers)";
+    std::cout << "\n  results: " << spec.store_path() << "\n";
+    if (s.interrupted) return 1;
+    write_experiment_report(spec);
+    std::cout << "  report:  " << spec.out << "/report.md, report.html, results.csv, summary.csv\n";
+    return 0;
+  };
+}
+
+Action add_explain(CLI::App& app) {
+  struct Args {
+    std::string toml;
+    int64_t sample = 0;
+  };
+  auto a = std::make_shared<Args>();
+  app.add_option("experiment", a->toml, "experiment TOML file")->required()->check(CLI::ExistingFile);
+  app.add_option("--sample", a->sample, "which sample (0-based line of the dataset)")->capture_default_str();
+  return [a]() {
+    ExperimentSpec spec = load_experiment(a->toml);
+    Loaded L = load_for(spec);
+    // The same samples as the run: keywords (IDF) and random words depend on the whole set.
+    DatasetOptions dopt;
+    dopt.limit = spec.samples;
+    auto samples = read_dataset(spec.dataset, dopt);
+    KVP_CHECK(a->sample >= 0 && a->sample < static_cast<int64_t>(samples.size()), "--sample ", a->sample,
+              ": the dataset '", spec.dataset, "' has ", samples.size(), " samples");
+    ExperimentRunner runner(spec, L.model, L.tok, std::move(samples));
+    std::cout << runner.explain(static_cast<size_t>(a->sample));
+    return 0;
+  };
+}
+
+Action add_report(CLI::App& app) {
+  struct Args {
+    std::string toml, out;
+    int64_t run_id = -1;
+  };
+  auto a = std::make_shared<Args>();
+  app.add_option("experiment", a->toml, "experiment TOML file")->required()->check(CLI::ExistingFile);
+  app.add_option("--run-id", a->run_id, "report this run of the store (archived ones too); default: the current run");
+  app.add_option("-o,--out", a->out, "output directory (default: experiment.out)");
+  return [a]() {
+    ExperimentSpec spec = load_experiment(a->toml);
+    write_experiment_report(spec, a->run_id, a->out);
+    std::cout << "kvprime report: " << (a->out.empty() ? spec.out : a->out)
+              << "/report.md, report.html, results.csv, summary.csv\n";
+    return 0;
+  };
+}
+
+}  // namespace kvprime::cli
