@@ -84,8 +84,8 @@ Tokenizer* SeedStructural::tok_ = nullptr;
 // rad). Separately: the seed's head_dim = hidden/heads is not the
 // head_dim of Qwen3 and Gemma 3, and the seed's single-theta cache correction refuses it.
 // Bound (seed: 1e-3): R eps32 (4 (p + S) + 2 S + 16), R the largest rotation-pair norm: HF forms
-// q * inv_freq in float32 (2 q eps32 rad at position q <= p + S), float64 vs float32 angles of the
-// correction differ by 2 S eps32, cos/sin and the products add a few eps32.
+// q * inv_freq in float32 (2 q eps32 rad at position q <= p + S), the correction's angle
+// S * inv_freq is off by up to 2 S eps32, cos/sin and the products add a few eps32.
 TEST_P(SeedStructural, Seed01RopeCorrectionMatchesTheModelsRotary) {
   const double theta = get_rope_theta(raw_config(dir_));
   const int64_t hd = cfg().head_dim;
