@@ -73,7 +73,7 @@ Action add_explain(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   app.add_option("experiment", a->toml, "experiment TOML file")->required()->check(CLI::ExistingFile);
-  app.add_option("--sample", a->sample, "which sample (0-based line of the dataset)")->capture_default_str();
+  app.add_option("--sample", a->sample, "which sample (0-based index among the dataset's samples)")->capture_default_str();
   return [a]() {
     ExperimentSpec spec = load_experiment(a->toml);
     Loaded L = load_for(spec);
