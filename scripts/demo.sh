@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# The main job, until the experiment runner exists (issue 6): set up and build, then run a
-# committed fixture model end to end through the KV cache — resolve its config, greedy-generate,
-# and score a continuation through a prefilled cache.
+# The main job: set up and build, then run the demo priming experiment (examples/demo.toml) on the
+# bundled demo model and dataset — 8 conditions (bare, oracle, surrogate corrected / uncorrected,
+# random words, RoPE round-trip noise, values-only hybrid, full context) — and write its report.
+# Re-running resumes (nothing is recomputed); `scripts/demo.sh --new-run` starts over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 BUILD_DIR=${KVPRIME_BUILD_DIR:-build}
 KV="$BUILD_DIR/kvprime"
-MODEL=${KVPRIME_DEMO_MODEL:-models/demo}
 
-echo "== kvprime info $MODEL"
-"$KV" info "$MODEL"
-echo "== greedy generation (float32, cpu)"
-"$KV" generate -m "$MODEL" --ids 1,17,42,99,7 -n 12
-echo "== score a continuation through the cache"
-"$KV" score -m "$MODEL" --context-ids 1,17,42,99,7,250,31 --continuation-ids 12,88,4,301
-echo "== the same in bfloat16"
-"$KV" score -m "$MODEL" --dtype bfloat16 --context-ids 1,17,42,99,7,250,31 --continuation-ids 12,88,4,301
+echo "== kvprime explain examples/demo.toml (sample 0)"
+"$KV" explain examples/demo.toml --sample 0
+echo "== kvprime run examples/demo.toml"
+"$KV" run examples/demo.toml "$@"
+echo "== results (out/demo/report.md; open out/demo/report.html for the plots)"
+sed -n '/^| condition | n |/,/^$/p' out/demo/report.md
