@@ -46,9 +46,7 @@ Action add_run(CLI::App& app) {
     ExperimentSpec spec = load_experiment(a->toml);
     if (a->samples >= 0) spec.samples = a->samples;
     Loaded L = load_for(spec);
-    DatasetOptions dopt;
-    dopt.limit = spec.samples;
-    ExperimentRunner runner(spec, L.model, L.tok, read_dataset(spec.dataset, dopt));
+    ExperimentRunner runner(spec, L.model, L.tok, read_dataset(spec.dataset, dataset_options_for(spec)));
     RunOptions ro;
     ro.new_run = a->new_run;
     ro.progress = !a->quiet;
@@ -78,9 +76,7 @@ Action add_explain(CLI::App& app) {
     ExperimentSpec spec = load_experiment(a->toml);
     Loaded L = load_for(spec);
     // The same samples as the run: keywords (IDF) and random words depend on the whole set.
-    DatasetOptions dopt;
-    dopt.limit = spec.samples;
-    auto samples = read_dataset(spec.dataset, dopt);
+    auto samples = read_dataset(spec.dataset, dataset_options_for(spec));
     KVP_CHECK(a->sample >= 0 && a->sample < static_cast<int64_t>(samples.size()), "--sample ", a->sample,
               ": the dataset '", spec.dataset, "' has ", samples.size(), " samples");
     ExperimentRunner runner(spec, L.model, L.tok, std::move(samples));

@@ -507,6 +507,16 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
   return sum;
 }
 
+DatasetOptions dataset_options_for(const ExperimentSpec& spec) {
+  DatasetOptions d;
+  d.limit = spec.samples;
+  for (const auto& c : spec.conditions)
+    if (c.prefix.kind == PrefixKind::Surrogate)
+      d.required.emplace("surrogates", spec.source + ": condition '" + c.name + "' (prefix = \"surrogate\")");
+  if (spec.ranking) d.required.emplace("irrelevant", spec.source + ": experiment.ranking = true");
+  return d;
+}
+
 RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options) {
   LoadOptions lo;
   lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
@@ -515,9 +525,7 @@ RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options)
   const std::string tok_cfg = spec.model + "/tokenizer_config.json";
   Tokenizer tok = Tokenizer::from_file(spec.model + "/tokenizer.json",
                                        std::ifstream(tok_cfg).good() ? tok_cfg : std::string());
-  DatasetOptions dopt;
-  dopt.limit = spec.samples;
-  std::vector<Sample> samples = read_dataset(spec.dataset, dopt);
+  std::vector<Sample> samples = read_dataset(spec.dataset, dataset_options_for(spec));
   ExperimentRunner runner(spec, model, tok, std::move(samples));
   return runner.run(options);
 }

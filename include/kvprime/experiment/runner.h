@@ -69,6 +69,11 @@ class ExperimentRunner {
   std::vector<Sample> samples_;
 };
 
+// How `spec` reads its dataset: the sample limit, and the fields its conditions need (surrogates
+// for prefix = "surrogate", irrelevant passages for ranking), so a missing one is an error naming
+// the line and the condition before any work is done.
+DatasetOptions dataset_options_for(const ExperimentSpec& spec);
+
 // Loads model, tokenizer and dataset of `spec`, runs it: what `kvprime run` does.
 RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options = {});
 

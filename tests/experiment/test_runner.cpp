@@ -1,0 +1,175 @@
+// The experiment runner on the demo model: rows equal what the library computes one call at a
+// time, an interrupted run resumes without duplicates or loss and gives the same numbers as an
+// uninterrupted one, a changed configuration is refused, and explain shows each layout.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "kvprime/core/error.h"
+#include "kvprime/experiment/dataset.h"
+#include "kvprime/experiment/runner.h"
+#include "kvprime/experiment/spec.h"
+#include "kvprime/experiment/store.h"
+#include "kvprime/prime/score.h"
+#include "test_support.h"
+
+using namespace kvprime;
+using kvprime::test::TempDir;
+
+namespace {
+
+// float32 forwards of different batch shapes differ in reduction order only.
+constexpr double kTol = 1e-5;
+
+std::string toml(const std::string& out, bool ranking, const std::string& extra = "") {
+  const std::string root = kvprime::test::source_dir();
+  return "[experiment]\nname = \"t\"\nmodel = \"" + root + "/models/demo\"\ndataset = \"" + root +
+         "/data/demo/qa.jsonl\"\nsamples = 6\nbatch = 4\nout = \"" + out + "\"\nranking = " +
+         (ranking ? "true" : "false") + "\n" + extra +
+         "[templates]\nanswer = \" {answer}\"\n"
+         "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n"
+         "[[condition]]\nname = \"values_only\"\nprefix = \"surrogate\"\nkeys = \"bare\"\n"
+         "[[condition]]\nname = \"block\"\nprefix = \"oracle\"\nmask = \"block\"\nrepetitions = 2\n"
+         "[[condition]]\nname = \"hidden\"\nprefix = \"oracle\"\ncontext = \"full\"\nhide_prefix = true\n"
+         "[[condition]]\nname = \"pmi\"\nprefix = \"first_sentence\"\ntarget = \"pmi\"\n";
+}
+
+class Runner : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model_ = new Model(Model::load(kvprime::test::source_dir() + "/models/demo"));
+    tok_ = new Tokenizer(Tokenizer::from_file(kvprime::test::source_dir() + "/models/demo/tokenizer.json"));
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    delete tok_;
+  }
+  RunSummary run(const ExperimentSpec& spec, RunOptions o = {}) {
+    o.progress = false;
+    DatasetOptions d;
+    d.limit = spec.samples;
+    ExperimentRunner r(spec, *model_, *tok_, read_dataset(spec.dataset, d));
+    return r.run(o);
+  }
+  static std::map<std::tuple<std::string, std::string, int64_t>, ResultRow> rows_of(const std::string& store) {
+    std::map<std::tuple<std::string, std::string, int64_t>, ResultRow> m;
+    for (auto& r : ResultStore::open_readonly(store).rows()) m[{r.sample_id, r.condition, r.candidate}] = r;
+    return m;
+  }
+  static Model* model_;
+  static Tokenizer* tok_;
+};
+Model* Runner::model_ = nullptr;
+Tokenizer* Runner::tok_ = nullptr;
+
+TEST_F(Runner, RowsEqualTheLibraryOneCallAtATime) {
+  TempDir tmp;
+  ExperimentSpec spec = parse_experiment(toml(tmp.path(), false), "t.toml", tmp.path());
+  RunSummary s = run(spec);
+  EXPECT_FALSE(s.interrupted);
+  auto rows = rows_of(spec.store_path());
+  DatasetOptions d;
+  d.limit = 6;
+  auto samples = read_dataset(spec.dataset, d);
+  Primer primer(*model_, *tok_, spec.templates);
+  int checked = 0;
+  for (const auto& smp : samples) {
+    if (primer.tokenize(" " + smp.answer).size() < 2) continue;
+    const std::string doc = "Document:\n" + smp.passage;
+    const std::string qp = "\n\nQuery: " + smp.query + "\nAnswer:";
+    BuiltCache bare = primer.build_kv_cache(doc);
+    // score_answer_with_cache applies answer_template (" {answer}") itself.
+    const double bare_nll = score_answer_with_cache(primer, bare.cache, bare.length, qp, smp.answer);
+    EXPECT_NEAR(rows.at({smp.id, "bare", -1}).nll, bare_nll, kTol * std::max(1.0, bare_nll)) << smp.id;
+    // oracle: prefix "query" + separator " " + document, truncated and corrected.
+    TruncatedCache t = primer.build_truncated_cache_variable_prefix(smp.query, smp.passage);
+    const double oracle_nll = score_answer_with_cache(primer, t.cache, t.keep_len, qp, smp.answer);
+    const ResultRow& o = rows.at({smp.id, "oracle", -1});
+    EXPECT_NEAR(o.nll, oracle_nll, kTol * std::max(1.0, oracle_nll)) << smp.id;
+    EXPECT_EQ(o.prefix_text, smp.query);
+    EXPECT_EQ(o.cache_len, t.keep_len);
+    // Full context with the prefix hidden: the cache keeps the prefix slots.
+    const ResultRow& h = rows.at({smp.id, "hidden", -1});
+    EXPECT_GT(h.cache_len, t.keep_len);
+    // PMI = NLL - NLL after a BOS-only cache.
+    const ResultRow& p = rows.at({smp.id, "pmi", -1});
+    ASSERT_TRUE(p.pmi && p.baseline_nll);
+    EXPECT_NEAR(*p.pmi, p.nll - *p.baseline_nll, 1e-12);
+    KVCache bos = bos_only_cache(*model_, bare.cache.token_ids()[0][0].item<int32_t>());
+    const double bos_nll = score_answer(*model_, bos, primer.tokenize(qp), primer.tokenize(" " + smp.answer)).nll;
+    EXPECT_NEAR(*p.baseline_nll, bos_nll, kTol * std::max(1.0, bos_nll));
+    // Divergence to bare is measured on the first samples (report plots).
+    EXPECT_TRUE(o.extra.contains("key_divergence")) << o.extra.dump();
+    EXPECT_EQ(o.extra["key_divergence"].size(), static_cast<size_t>(model_->config().n_layer));
+    ++checked;
+  }
+  EXPECT_GE(checked, 4);
+  EXPECT_EQ(static_cast<int64_t>(rows.size()), s.samples * s.conditions);
+}
+
+TEST_F(Runner, InterruptedRunResumesWithoutLossOrDuplicates) {
+  TempDir a, b;
+  ExperimentSpec once = parse_experiment(toml(a.path(), true), "t.toml", a.path());
+  ExperimentSpec twice = parse_experiment(toml(b.path(), true), "t.toml", b.path());
+  RunSummary full = run(once);
+  RunOptions stop;
+  stop.stop_after_rows = 7;  // stops inside the second chunk/condition
+  RunSummary first = run(twice, stop);
+  EXPECT_TRUE(first.interrupted);
+  EXPECT_EQ(first.rows_computed, 7);
+  EXPECT_EQ(ResultStore::open_readonly(twice.store_path()).info().status, "running");
+  RunSummary second = run(twice);
+  EXPECT_FALSE(second.interrupted);
+  EXPECT_EQ(second.rows_done_before, 7);
+  EXPECT_EQ(second.rows_done_before + second.rows_computed, full.rows_computed);
+  RunSummary third = run(twice);
+  EXPECT_EQ(third.rows_computed, 0);
+
+  auto ra = rows_of(once.store_path()), rb = rows_of(twice.store_path());
+  ASSERT_EQ(ra.size(), rb.size());
+  int64_t candidates = 0;
+  for (const auto& [key, r] : ra) {
+    const ResultRow& s = rb.at(key);
+    EXPECT_NEAR(r.nll, s.nll, kTol * std::max(1.0, r.nll));
+    candidates += std::get<2>(key) >= 0;
+  }
+  EXPECT_GT(candidates, 0);  // ranking rows exist (irrelevant passages)
+}
+
+TEST_F(Runner, ChangedConfigurationIsRefusedUnlessNewRun) {
+  TempDir tmp;
+  ExperimentSpec a = parse_experiment(toml(tmp.path(), false), "t.toml", tmp.path());
+  RunOptions stop;
+  stop.stop_after_rows = 3;
+  run(a, stop);
+  ExperimentSpec b = parse_experiment(toml(tmp.path(), false, "seed = 7\n"), "t.toml", tmp.path());
+  try {
+    run(b);
+    FAIL() << "a changed seed must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("seed"), std::string::npos) << e.what();
+  }
+  RunOptions fresh;
+  fresh.new_run = true;
+  RunSummary s = run(b, fresh);
+  EXPECT_EQ(s.rows_done_before, 0);
+  EXPECT_EQ(ResultStore::list_runs(a.store_path()).size(), 2u);  // the old run is archived, kept
+}
+
+TEST_F(Runner, ExplainShowsEachLayout) {
+  TempDir tmp;
+  ExperimentSpec spec = parse_experiment(toml(tmp.path(), false), "t.toml", tmp.path());
+  DatasetOptions d;
+  d.limit = 6;
+  ExperimentRunner r(spec, *model_, *tok_, read_dataset(spec.dataset, d));
+  const std::string e = r.explain(0);
+  for (const char* want : {"bare: build [BOS][", "oracle: build [BOS][", "block mask", "xP2]",
+                           "hidden: build", "x·]", "PMI", "keys from bare"})
+    EXPECT_NE(e.find(want), std::string::npos) << "explain lacks '" << want << "':\n" << e;
+  ConditionLayout L = r.layout(spec.conditions[1], 0);
+  EXPECT_EQ(L.cache_len, 1 + static_cast<int64_t>(L.doc_ids.size()));
+  EXPECT_THROW(r.explain(99), Error);
+}
+
+}  // namespace
