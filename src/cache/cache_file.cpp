@@ -81,7 +81,7 @@ LoadedCache load_cache(const std::string& path, at::Device device) {
   KVP_CHECK(m.count("format") && m.at("format") == kFormat, "cache file '", path,
             "' is not a kvprime cache (metadata format = '",
             m.count("format") ? m.at("format") : std::string("<missing>"), "', expected '", kFormat,
-            "'); write caches with save_cache / `kvprime cache save`");
+            "'); write caches with save_cache / `kvprime cache build`");
   const std::string& version = meta(m, "format_version", path);
   KVP_CHECK(version == kFormatVersion, "cache file '", path, "' has format_version ", version,
             "; this kvprime reads version ", kFormatVersion, ": rebuild the cache with this version");

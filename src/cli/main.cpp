@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
       kvprime::cli::add_explain);
   reg("report", "Re-render report.md/.html and CSVs of an experiment from its results store",
       kvprime::cli::add_report);
+  reg("tokenize", "Token ids, vocabulary strings and byte offsets of a text", kvprime::cli::add_tokenize);
+  reg("cache", "Build, inspect and compare cache files", kvprime::cli::add_cache);
 
   try {
     app.parse(argc, argv);

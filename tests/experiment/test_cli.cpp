@@ -1,0 +1,98 @@
+// The command line end to end: run / explain / report on a small experiment, tokenize, cache
+// build / inspect / diff, and errors that name the file, line and field with exit code 1.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "test_support.h"
+
+using kvprime::test::TempDir;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr
+};
+
+Result sh(const std::string& args) {
+  const std::string cmd = kvprime::test::cli_path() + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+std::string demo_toml(const std::string& dir) {
+  const std::string root = kvprime::test::source_dir();
+  const std::string path = dir + "/e.toml";
+  std::ofstream(path) << "[experiment]\nname = \"cli\"\nmodel = \"" << root << "/models/demo\"\n"
+                      << "dataset = \"" << root << "/data/demo/qa.jsonl\"\nsamples = 4\nout = \"out\"\n"
+                      << "[templates]\nanswer = \" {answer}\"\n"
+                      << "[[condition]]\nname = \"surrogate\"\nprefix = \"surrogate\"\n";
+  return path;
+}
+
+TEST(Cli, RunExplainReport) {
+  TempDir tmp;
+  const std::string toml = demo_toml(tmp.path());
+  Result e = sh("explain " + toml + " --sample 1");
+  EXPECT_EQ(e.code, 0) << e.out;
+  EXPECT_NE(e.out.find("surrogate: build [BOS]["), std::string::npos) << e.out;
+  Result r = sh("run -q " + toml);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("computed"), std::string::npos) << r.out;
+  for (const char* f : {"results.sqlite", "report.md", "report.html", "results.csv", "summary.csv"})
+    EXPECT_TRUE(std::filesystem::exists(tmp.path() + "/out/" + f)) << f;
+  Result again = sh("run -q " + toml);
+  EXPECT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find(" 0 computed"), std::string::npos) << again.out;  // resumed: nothing left
+  std::filesystem::remove(tmp.path() + "/out/report.md");
+  Result rep = sh("report " + toml);
+  EXPECT_EQ(rep.code, 0) << rep.out;
+  EXPECT_TRUE(std::filesystem::exists(tmp.path() + "/out/report.md"));
+}
+
+TEST(Cli, ExperimentErrorsNameFileLineAndField) {
+  TempDir tmp;
+  const std::string path = tmp.file("bad.toml");
+  std::ofstream(path) << "[experiment]\nname = \"x\"\nmodel = \"m\"\ndataset = \"d\"\n"
+                      << "[[condition]]\nname = \"c\"\nprefix = \"oracel\"\n";
+  Result r = sh("run " + path);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("bad.toml:7"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("condition[0].prefix"), std::string::npos) << r.out;
+  Result missing = sh("run " + tmp.file("nope.toml"));
+  EXPECT_NE(missing.code, 0);
+}
+
+TEST(Cli, TokenizeAndCacheFiles) {
+  TempDir tmp;
+  const std::string model = kvprime::test::source_dir() + "/models/demo";
+  Result t = sh("tokenize -t " + model + " --json \"Hello world\"");
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_EQ(t.out.rfind("{\"ids\":[1,", 0), 0u) << t.out;  // BOS first
+  const std::string a = tmp.file("a.safetensors"), b = tmp.file("b.safetensors");
+  ASSERT_EQ(sh("cache build -m " + model + " --passage \"Water boils at 83 degrees.\" -o " + a).code, 0);
+  ASSERT_EQ(sh("cache build -m " + model + " --passage \"Water boils at 83 degrees.\" --prefix \"boiling\" -o " + b).code, 0);
+  Result i = sh("cache inspect " + b + " -t " + model);
+  EXPECT_EQ(i.code, 0) << i.out;
+  EXPECT_NE(i.out.find("prefix = \"boiling\""), std::string::npos) << i.out;
+  Result d = sh("cache diff " + a + " " + b);
+  EXPECT_EQ(d.code, 0) << d.out;
+  EXPECT_NE(d.out.find("token ids equal, positions equal"), std::string::npos) << d.out;
+  // A file that is not a cache: a clear error naming it.
+  Result bad = sh("cache diff " + a + " " + model + "/model.safetensors");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("is not a kvprime cache"), std::string::npos) << bad.out;
+}
+
+}  // namespace
