@@ -8,6 +8,8 @@
 
 #include "kvprime/core/error.h"
 #include "kvprime/experiment/dataset.h"
+#include "kvprime/experiment/prefix.h"
+#include "kvprime/model/generate.h"
 #include "kvprime/experiment/runner.h"
 #include "kvprime/experiment/spec.h"
 #include "kvprime/experiment/store.h"
@@ -155,6 +157,25 @@ TEST_F(Runner, ChangedConfigurationIsRefusedUnlessNewRun) {
   RunSummary s = run(b, fresh);
   EXPECT_EQ(s.rows_done_before, 0);
   EXPECT_EQ(ResultStore::list_runs(a.store_path()).size(), 2u);  // the old run is archived, kept
+}
+
+TEST_F(Runner, GeneratedPrefixIsTheModelsGreedyTextAndDeterministic) {
+  PrefixMaker maker({"Water boils at 83 degrees on a high peak.", "Bread rises because of yeast."}, 1);
+  PrefixSpec p;
+  p.kind = PrefixKind::Generated;
+  p.max_new_tokens = 12;
+  PrefixSample s{"s", "Water boils at 83 degrees on a high peak.", "q", {}};
+  const std::string a = maker.make(p, s, 0, model_, tok_);
+  EXPECT_EQ(a, maker.make(p, s, 0, model_, tok_));  // greedy: the same text every time
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(a.find('\n'), std::string::npos);  // one line
+  // It is what greedy decoding from the template gives (decoded, cut at the first newline).
+  std::vector<int32_t> ids = tok_->encode("Document:\n" + s.passage + "\n\nA question this document answers:", true);
+  KVCache cache = model_->new_cache(1);
+  auto r = generate_greedy(*model_, std::vector<int64_t>(ids.begin(), ids.end()), cache, {12, {}, true});
+  std::string text = tok_->decode(std::vector<int32_t>(r.tokens.begin(), r.tokens.end()), true);
+  text = text.substr(0, text.find('\n'));
+  EXPECT_EQ(a, [&] { std::string j; for (const auto& w : split_words(text)) j += (j.empty() ? "" : " ") + w; return j; }());
 }
 
 TEST_F(Runner, ExplainShowsEachLayout) {
