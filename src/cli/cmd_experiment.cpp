@@ -7,6 +7,7 @@
 #include "kvprime/core/error.h"
 #include "kvprime/experiment/dataset.h"
 #include "kvprime/experiment/runner.h"
+#include "kvprime/experiment/seed_bench.h"
 #include "kvprime/experiment/spec.h"
 
 namespace kvprime::cli {
@@ -101,6 +102,24 @@ Action add_report(CLI::App& app) {
               << "/report.md, report.html, results.csv, summary.csv\n";
     return 0;
   };
+}
+
+}  // namespace kvprime::cli
+
+namespace kvprime::cli {
+
+Action add_bench(CLI::App& app) {
+  auto o = std::make_shared<SeedBenchOptions>();
+  o->model_dir = "models/demo";
+  o->data = "data/demo/qa.jsonl";
+  app.add_option("-m,--model", o->model_dir, "checkpoint directory (with tokenizer.json)")->capture_default_str();
+  app.add_option("--dtype", o->dtype, "float32, bfloat16, float16")->capture_default_str();
+  app.add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--data", o->data, "JSONL samples (passage, query, answer, surrogates)")->capture_default_str();
+  app.add_option("--samples", o->samples, "samples timed")->capture_default_str();
+  app.add_option("--batch", o->batch, "rows per forward in the batched pass")->capture_default_str();
+  app.add_option("--json-out", o->json_out, "write the results as JSON");
+  return [o]() { return run_seed_bench(*o); };
 }
 
 }  // namespace kvprime::cli

@@ -27,6 +27,7 @@ Action add_explain(CLI::App& app);
 Action add_report(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_cache(CLI::App& app);
+Action add_bench(CLI::App& app);
 
 // "1,2, 3" -> {1, 2, 3}; throws naming `what` on anything else.
 std::vector<int64_t> parse_id_list(const std::string& text, const std::string& what);

@@ -95,4 +95,14 @@ TEST(Cli, TokenizeAndCacheFiles) {
   EXPECT_NE(bad.out.find("is not a kvprime cache"), std::string::npos) << bad.out;
 }
 
+TEST(Cli, BenchRunsTheSeedPipelineChecks) {
+  TempDir tmp;
+  const std::string root = kvprime::test::source_dir();
+  Result b = sh("bench -m " + root + "/models/demo --data " + root + "/data/demo/qa.jsonl --samples 2 --batch 2 --json-out " +
+                tmp.file("b.json"));
+  ASSERT_EQ(b.code, 0) << b.out;  // exit 0: every check within its bound
+  EXPECT_NE(b.out.find("score_mutates no"), std::string::npos) << b.out;
+  EXPECT_NE(kvprime::test::read_file(tmp.file("b.json")).find("\"layer0_keys\""), std::string::npos);
+}
+
 }  // namespace
