@@ -1,5 +1,7 @@
 #include "kvprime/cache/kv_cache.h"
 
+#include "kvprime/core/compat.h"
+
 #include "kvprime/core/dtype.h"
 #include "kvprime/core/error.h"
 
@@ -158,13 +160,19 @@ void KVCache::append(const std::vector<at::Tensor>& k, const std::vector<at::Ten
                "append: layer ", il, " key shape ", shape_str(k[il].sizes().vec()));
     KVP_ASSERT(v[il].sizes() == k[il].sizes());
   }
+  // An empty cache takes the tensors as they are (no copy): append never writes into them later.
+  const bool empty = length() == 0;
   for (int64_t il = 0; il < n_layer(); ++il) {
-    keys_[il] = at::cat({keys_[il], k[il].to(dtype_)}, 2);
-    values_[il] = at::cat({values_[il], v[il].to(dtype_)}, 2);
+    keys_[il] = empty ? k[il].to(dtype_) : at::cat({keys_[il], k[il].to(dtype_)}, 2);
+    values_[il] = empty ? v[il].to(dtype_) : at::cat({values_[il], v[il].to(dtype_)}, 2);
   }
-  positions_ = at::cat({positions_, positions.to(device_, at::kLong)}, 1);
-  token_ids_ = at::cat({token_ids_, token_ids.to(device_, at::kLong)}, 1);
-  valid_ = at::cat({valid_, valid.to(device_, at::kBool)}, 1);
+  auto meta = [&](at::Tensor& mine, const at::Tensor& add, at::ScalarType t) {
+    at::Tensor a = compat::to_device(add, device_).to(t);
+    mine = empty ? a : at::cat({mine, a}, 1);
+  };
+  meta(positions_, positions, at::kLong);
+  meta(token_ids_, token_ids, at::kLong);
+  meta(valid_, valid, at::kBool);
 }
 
 KVCache KVCache::slice(int64_t begin, int64_t end) const {

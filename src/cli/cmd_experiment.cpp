@@ -116,9 +116,12 @@ Action add_bench(CLI::App& app) {
   app.add_option("--dtype", o->dtype, "float32, bfloat16, float16")->capture_default_str();
   app.add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--data", o->data, "JSONL samples (passage, query, answer, surrogates)")->capture_default_str();
-  app.add_option("--samples", o->samples, "samples timed")->capture_default_str();
-  app.add_option("--batch", o->batch, "rows per forward in the batched pass")->capture_default_str();
-  app.add_option("--json-out", o->json_out, "write the results as JSON");
+  app.add_option("--samples", o->samples, "samples of the pipeline (the standard two-condition experiment)")->capture_default_str();
+  app.add_option("--seed-samples", o->seed_samples, "samples of the batch-1 seed loop (0: skip it)")->capture_default_str();
+  app.add_option("--batch", o->batch, "samples per chunk of the pipeline; several (64,256): one timed run each")
+      ->delimiter(',')->capture_default_str();
+  app.add_option("--out", o->out_dir, "directory of the pipeline's results store (default: a temporary one)");
+  app.add_option("--json-out", o->json_out, "write the results as JSON (timings, checks, per-sample NLLs)");
   return [o]() { return run_seed_bench(*o); };
 }
 

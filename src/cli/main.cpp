@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
       kvprime::cli::add_report);
   reg("tokenize", "Token ids, vocabulary strings and byte offsets of a text", kvprime::cli::add_tokenize);
   reg("cache", "Build, inspect and compare cache files", kvprime::cli::add_cache);
-  reg("bench", "The seed pipeline's checks and timings (batch 1 and batched) on a checkpoint",
+  reg("bench", "The seed pipeline's checks and timings (batch-1 seed loop, batched experiment) on a checkpoint",
       kvprime::cli::add_bench);
 
   try {

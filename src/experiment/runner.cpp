@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -280,6 +281,11 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
     else ++sum.skipped_samples;
   }
   sum.samples = static_cast<int64_t>(usable.size());
+  // Chunks of samples of similar length: a batched forward pads every row to its longest, and
+  // padding is work that scores nothing. The order changes no result (rows are keyed by sample).
+  std::stable_sort(usable.begin(), usable.end(), [&](size_t a, size_t b) {
+    return samples_[a].passage.size() < samples_[b].passage.size();
+  });
   if (sum.skipped_samples && options.progress)
     std::fprintf(stderr, "kvprime run: %ld sample(s) skipped: the answer is a single token (the NLL "
                  "is over answer tokens after the first)\n", static_cast<long>(sum.skipped_samples));
@@ -328,6 +334,9 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
       for (const auto& j : jobs) lay.push_back(impl.layout(c, j.i, j.passage));
 
       // ---- build ----
+      // Plain bare and primed caches stay one batched cache from the build forward to the score
+      // forward (no per-row tensors); conditions that edit rows one at a time split it.
+      std::optional<KVCache> batched;
       std::vector<KVCache> caches;
       std::vector<at::Tensor> hidden;
       const bool primed = c.prefix.kind != PrefixKind::None;
@@ -335,7 +344,7 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         std::vector<TokenIds> rows;
         for (const auto& L : lay) rows.push_back(concat(L.prefix_ids, L.doc_ids));
         for (const auto& r : rows) tokens += static_cast<int64_t>(r.size());
-        caches = unstack_cache(prefill_batch(model_, rows));
+        batched = prefill_batch(model_, rows);
       } else if (c.context == ContextMode::Full) {
         for (const auto& L : lay) {
           TokenIds ids = concat(L.prefix_ids, L.doc_ids);
@@ -367,10 +376,14 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         }
         PrimeOptions po;
         po.correct_rope = c.correct_rope;
-        caches = build_primed_caches(model_, pre, docs, po);
+        batched = build_primed_batch(model_, pre, docs, po);
       }
-      if (c.roundtrip_noise)
+      if (c.roundtrip_noise) {
+        // Slot 0 is BOS in every row of a batched cache too; the other slots (invalid ones
+        // included) go away and back.
+        if (batched) batched = apply_rope_roundtrip_noise(*batched, *c.roundtrip_noise, model_);
         for (auto& k : caches) k = apply_rope_roundtrip_noise(k, *c.roundtrip_noise, model_);
+      }
 
       // ---- bare caches of the same document ids: for mixing, and for the divergence measure ----
       const bool mixes = c.keys == CacheSource::Bare || c.values == CacheSource::Bare || c.value_alpha;
@@ -393,6 +406,10 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
           std::vector<KVCache> b = unstack_cache(prefill_batch(model_, rows));
           for (size_t m = 0; m < which.size(); ++m) bare[which[m]] = std::move(b[m]);
         }
+      }
+      if (mixes && batched) {
+        caches = unstack_cache(*batched);
+        batched.reset();
       }
       if (mixes) {
         for (const int64_t l : c.layers)
@@ -423,17 +440,28 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
       }
 
       // ---- score ----
-      std::vector<ScoreRequest> reqs;
-      for (size_t k = 0; k < jobs.size(); ++k) {
-        ScoreRequest r;
-        r.cache = &caches[k];
-        r.query_ids = impl.query_ids[jobs[k].i];
-        r.answer_ids = impl.answer_ids[jobs[k].i];
-        if (!hidden.empty()) r.options.hidden_slots = hidden[k];
-        tokens += static_cast<int64_t>(r.query_ids.size() + r.answer_ids.size());
-        reqs.push_back(std::move(r));
+      std::vector<AnswerScore> scores;
+      if (batched) {
+        std::vector<TokenIds> qs, as;
+        for (const auto& j : jobs) {
+          qs.push_back(impl.query_ids[j.i]);
+          as.push_back(impl.answer_ids[j.i]);
+          tokens += static_cast<int64_t>(qs.back().size() + as.back().size());
+        }
+        scores = score_batch(model_, *batched, qs, as);
+      } else {
+        std::vector<ScoreRequest> reqs;
+        for (size_t k = 0; k < jobs.size(); ++k) {
+          ScoreRequest r;
+          r.cache = &caches[k];
+          r.query_ids = impl.query_ids[jobs[k].i];
+          r.answer_ids = impl.answer_ids[jobs[k].i];
+          if (!hidden.empty()) r.options.hidden_slots = hidden[k];
+          tokens += static_cast<int64_t>(r.query_ids.size() + r.answer_ids.size());
+          reqs.push_back(std::move(r));
+        }
+        scores = score_answers(model_, reqs);
       }
-      std::vector<AnswerScore> scores = score_answers(model_, reqs);
 
       if (c.target == ScoreTarget::Pmi) {
         if (!bos_cache) bos_cache = bos_only_cache(model_, bos);
@@ -470,10 +498,12 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         }
         r.prefix_tokens = static_cast<int64_t>(L.prefix_ids.size()) - 1;
         r.doc_tokens = static_cast<int64_t>(L.doc_ids.size());
-        r.cache_len = caches[k].length();
+        // A batched row's compact length: BOS + document (its valid slots).
+        r.cache_len = batched ? 1 + static_cast<int64_t>(L.doc_ids.size()) : caches[k].length();
         r.prefix_text = L.prefix_text;
         r.seconds = per;
-        if (measure[k]) r.extra = layer_divergence(caches[k], *bare[k]);
+        if (measure[k])
+          r.extra = layer_divergence(batched ? cache_row(*batched, static_cast<int64_t>(k)) : caches[k], *bare[k]);
         rows.push_back(std::move(r));
       }
       if (options.stop_after_rows > 0 && sum.rows_computed + n_samples_todo > options.stop_after_rows) {

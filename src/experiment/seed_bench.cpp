@@ -1,20 +1,13 @@
 // The seed's pipeline on a real-shaped checkpoint: structural checks, then timings
-// (`kvprime bench`, bench/bench_seed).
+// (`kvprime bench`, bench/bench_seed). See seed_bench.h for what is measured.
 //
 // DIR holds config.json, safetensors and tokenizer.json (tools/make_random_hf_model.py makes a
 // random-weight one of a published config on the GPU machine). For each sample: passage, query,
 // answer and surrogates[0] from the JSONL.
 //
-// Checks (printed and in the JSON; the exit status is 1 when one fails its bound):
-//   cached_vs_full   |NLL(answer | bare cache, query) - NLL(answer | one forward of all)|,
-//                    relative; bound 1e-5 in float32, 2e-2 in bf16/fp16 (a 7B bf16 forward
-//                    rounds every matmul output to 8 mantissa bits; the two paths differ in shape);
-//   layer0_keys      corrected primed layer-0 keys vs bare ones (build_matched_caches), max
-//                    relative diff; bound 1e-5 float32, 2e-2 bf16 (one bf16 re-rotation);
-//   score_mutates    whether scoring changed any tensor of the cache (must be false).
-// Timings (after one warm-up sample): the seed's loop at batch 1 (bare build + score, truncated
-// corrected build + score per sample, as the HF baseline in ../shared/GPU.md) and the batched
-// forms (prefill_batch / build_primed_caches, score_answers) at --batch.
+// Check bounds: cached_vs_full 1e-5 in float32, 2e-2 in bf16/fp16 (a 7B bf16 forward rounds every
+// matmul output to 8 mantissa bits; the two paths differ in shape); layer0_keys the same (one bf16
+// re-rotation); score_mutates must be false.
 #include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
@@ -23,6 +16,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -32,8 +27,13 @@
 
 #include "kvprime/cache/batch.h"
 #include "kvprime/cache/kv_cache.h"
+#include "kvprime/core/compat.h"
 #include "kvprime/core/dtype.h"
 #include "kvprime/core/error.h"
+#include "kvprime/experiment/dataset.h"
+#include "kvprime/experiment/runner.h"
+#include "kvprime/experiment/spec.h"
+#include "kvprime/experiment/store.h"
 #include "kvprime/model/model.h"
 #include "kvprime/prime/build.h"
 #include "kvprime/prime/experiment_config.h"
@@ -41,12 +41,13 @@
 #include "kvprime/tokenizer/tokenizer.h"
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 namespace kvprime {
 namespace {
 
 struct BenchSample {
-  std::string passage, query, answer, surrogate;
+  std::string id, passage, query, answer, surrogate;
 };
 
 std::vector<BenchSample> read_samples(const std::string& path, size_t n) {
@@ -57,7 +58,7 @@ std::vector<BenchSample> read_samples(const std::string& path, size_t n) {
   while (std::getline(f, line) && out.size() < n) {
     if (line.empty()) continue;
     json j = json::parse(line);
-    BenchSample s{j.at("passage"), j.at("query"), j.at("answer"), ""};
+    BenchSample s{j.value("id", std::to_string(out.size())), j.at("passage"), j.at("query"), j.at("answer"), ""};
     if (j.contains("surrogates") && !j["surrogates"].empty()) s.surrogate = j["surrogates"][0];
     else s.surrogate = s.query;
     out.push_back(s);
@@ -84,7 +85,8 @@ double now_s() {
 
 int run_seed_bench(const SeedBenchOptions& o) {
   KVP_CHECK(!o.model_dir.empty(), "bench: give a checkpoint directory (--model)");
-  KVP_CHECK(o.samples > 0 && o.batch > 0, "bench: --samples and --batch must be positive");
+  KVP_CHECK(o.samples > 0 && !o.batch.empty(), "bench: --samples must be positive and --batch given");
+  for (const int64_t b : o.batch) KVP_CHECK(b > 0, "bench: --batch values must be positive, got ", b);
   LoadOptions lo;
   lo.dtype = parse_dtype(o.dtype, "--dtype");
   lo.device = parse_device(o.device, "--device");
@@ -95,12 +97,11 @@ int run_seed_bench(const SeedBenchOptions& o) {
   ExperimentConfig cfg;
   Primer primer(model, tok, cfg);
   // The seed scores answer tokens after the first: answers of one token cannot be scored.
-  auto samples = read_samples(o.data, 4 * o.samples);
+  auto samples = read_samples(o.data, std::max<size_t>(1, 4 * o.seed_samples));
   samples.erase(std::remove_if(samples.begin(), samples.end(),
                                [&](const BenchSample& s) { return primer.tokenize(s.answer).size() < 2; }),
                 samples.end());
   if (samples.empty()) throw std::runtime_error("bench: no sample has an answer of >= 2 tokens");
-  if (samples.size() > o.samples) samples.resize(o.samples);
   const bool f32 = lo.dtype == at::kFloat;
   const double bound = f32 ? 1e-5 : 2e-2;
 
@@ -128,7 +129,7 @@ int run_seed_bench(const SeedBenchOptions& o) {
               o.dtype.c_str(), o.device.c_str(), bound, cached_vs_full, layer0, mutated ? "yes" : "no",
               ok ? "OK" : "FAILED");
 
-  // ---- timings ----
+  // ---- timings: the seed loop at batch 1 ----
   auto seed_sample = [&](const BenchSample& s) {
     const std::string d = format_template(cfg.document_template, {{"document", s.passage}});
     const std::string p = format_template(cfg.query_template, {{"query", s.query}});
@@ -138,66 +139,106 @@ int run_seed_bench(const SeedBenchOptions& o) {
     x += score_answer_with_cache(primer, t.cache, t.keep_len, p, s.answer);
     return x;
   };
-  seed_sample(samples[0]);  // warm-up
-  sync(model);
-  t0 = now_s();
-  for (const auto& s : samples) seed_sample(s);
-  sync(model);
-  const double seed_s = now_s() - t0;
-
-  // Batched: the same two caches per sample, built and scored `batch` samples per forward.
-  std::vector<TokenIds> docs, prefixes, queries, answers;
-  int64_t tokens = 0;
-  for (const auto& s : samples) {
-    JointTokens j = tokenize_joint(tok, format_template(cfg.surrogate_template, {{"surrogate", s.surrogate}}),
-                                   format_template(cfg.document_template, {{"document", s.passage}}));
-    prefixes.push_back(j.prefix_ids());
-    docs.push_back(j.doc_ids());
-    queries.push_back(primer.tokenize(format_template(cfg.query_template, {{"query", s.query}})));
-    answers.push_back(primer.tokenize(s.answer));
-    tokens += 2 * (1 + static_cast<int64_t>(docs.back().size() + queries.back().size() + answers.back().size())) +
-              static_cast<int64_t>(prefixes.back().size()) - 1;
+  const size_t n_seed = std::min(o.seed_samples, samples.size());
+  double seed_s = 0;
+  if (n_seed > 0) {
+    seed_sample(samples[0]);  // warm-up
+    sync(model);
+    t0 = now_s();
+    for (size_t i = 0; i < n_seed; ++i) seed_sample(samples[i]);
+    sync(model);
+    seed_s = now_s() - t0;
   }
-  auto batched_pass = [&]() {
-    for (size_t begin = 0; begin < samples.size(); begin += static_cast<size_t>(o.batch)) {
-      const size_t end = std::min(samples.size(), begin + static_cast<size_t>(o.batch));
-      std::vector<TokenIds> bare_rows, pre(prefixes.begin() + begin, prefixes.begin() + end),
-          dd(docs.begin() + begin, docs.begin() + end);
-      for (size_t i = begin; i < end; ++i) {
-        TokenIds r{prefixes[i][0]};
-        r.insert(r.end(), docs[i].begin(), docs[i].end());
-        bare_rows.push_back(r);
-      }
-      KVCache bare_b = prefill_batch(model, bare_rows);
-      std::vector<KVCache> bare_rows_c;
-      for (size_t i = 0; i < end - begin; ++i) bare_rows_c.push_back(cache_row(bare_b, static_cast<int64_t>(i)));
-      std::vector<KVCache> primed = build_primed_caches(model, pre, dd);
-      std::vector<ScoreRequest> reqs;
-      for (size_t i = 0; i < end - begin; ++i) {
-        reqs.push_back({&bare_rows_c[i], queries[begin + i], answers[begin + i], {}});
-        reqs.push_back({&primed[i], queries[begin + i], answers[begin + i], {}});
-      }
-      score_answers(model, reqs);
-    }
+
+  // ---- timings: the standard two-condition experiment through the runner ----
+  std::string out_dir = o.out_dir;
+  if (out_dir.empty()) {
+    char tmpl[] = "/tmp/kvprime-bench-XXXXXX";
+    KVP_CHECK(mkdtemp(tmpl) != nullptr, "bench: cannot create a temporary directory for the store");
+    out_dir = tmpl;
+  }
+  // One timed run per chunk size (after a warm-up run of the same shapes); the fastest is reported.
+  struct Variant {
+    int64_t batch;
+    RunSummary run;
+    double seconds;
+    int64_t peak;
+    std::string store, name;
   };
-  batched_pass();  // warm-up
-  sync(model);
-  t0 = now_s();
-  batched_pass();
-  sync(model);
-  const double batched_s = now_s() - t0;
-  const double n = static_cast<double>(samples.size());
-  std::printf("load %.2fs | seed loop (batch 1): %.1f ms/sample, %.2f samples/s, %.0f tok/s | "
-              "batched (%ld): %.2f ms/sample, %.1f samples/s, %.0f tok/s\n",
-              load_s, 1e3 * seed_s / n, n / seed_s, tokens / seed_s, static_cast<long>(o.batch),
-              1e3 * batched_s / n, n / batched_s, tokens / batched_s);
+  std::vector<Variant> variants;
+  // The seed's surrogate template as an experiment prefix template ({surrogate} -> {prefix}).
+  std::string surrogate_as_prefix = cfg.surrogate_template;
+  const size_t at_ph = surrogate_as_prefix.find("{surrogate}");
+  KVP_ASSERT(at_ph != std::string::npos, "surrogate_template without {surrogate}");
+  surrogate_as_prefix.replace(at_ph, std::string("{surrogate}").size(), "{prefix}");
+  for (const int64_t batch : o.batch) {
+    const std::string dir = out_dir + "/batch" + std::to_string(batch);
+    const std::string toml = std::string("[experiment]\n") +
+        "name = \"bench\"\nmodel = " + json(fs::absolute(o.model_dir).string()).dump() +
+        "\ndataset = " + json(fs::absolute(o.data).string()).dump() + "\ndtype = " + json(o.dtype).dump() +
+        "\ndevice = " + json(o.device).dump() + "\nsamples = " + std::to_string(o.samples) +
+        "\nbatch = " + std::to_string(batch) + "\nout = " + json(dir).dump() +
+        "\ndivergence_samples = 0\n"
+        "[[condition]]\nname = \"bare\"\n"
+        "[[condition]]\nname = \"primed\"\nprefix = \"surrogate\"\nprefix_template = " +
+        json(surrogate_as_prefix).dump() + "\n";
+    ExperimentSpec spec = parse_experiment(toml, "kvprime bench (generated)", "/");
+    ExperimentRunner runner(spec, model, tok, read_dataset(spec.dataset, dataset_options_for(spec)));
+    RunOptions ro;
+    ro.progress = false;
+    ro.new_run = true;
+    runner.run(ro);  // warm-up (kernels, allocator, cuBLAS heuristics); archived by the timed run
+    sync(model);
+    compat::cuda_reset_peak(model.device());
+    t0 = now_s();
+    RunSummary run = runner.run(ro);
+    sync(model);
+    const double secs = now_s() - t0;
+    variants.push_back({batch, run, secs, compat::cuda_peak_allocated_bytes(model.device()),
+                        spec.store_path(), spec.name});
+    std::printf("pipeline, chunks of %ld: %ld samples, %.2f ms/sample, %.1f samples/s, %.0f tok/s\n",
+                static_cast<long>(batch), static_cast<long>(run.samples),
+                1e3 * secs / static_cast<double>(run.samples), static_cast<double>(run.samples) / secs,
+                static_cast<double>(run.tokens) / secs);
+  }
+  const Variant& best = *std::min_element(variants.begin(), variants.end(),
+                                          [](const Variant& a, const Variant& b) { return a.seconds < b.seconds; });
+  const RunSummary& run = best.run;
+  const double pipe_s = best.seconds;
+  const int64_t peak = best.peak;
+  const double n_pipe = static_cast<double>(run.samples);
+
+  // Linear-layer parameters a token goes through (q/k/v/o, gate/up/down in every layer; the
+  // lm_head only runs on scored answer positions and is left out): FLOPs ~ 2 x this x tokens.
+  const ModelConfig& mcfg = model.config();
+  const int64_t n_linear = mcfg.n_layer * (mcfg.hidden_size * (mcfg.n_head + 2 * mcfg.n_head_kv) * mcfg.head_dim +
+                                         mcfg.n_head * mcfg.head_dim * mcfg.hidden_size +
+                                         3 * mcfg.hidden_size * mcfg.intermediate_size);
+  std::printf("best: load %.2fs | seed loop (batch 1, %zu samples): %.1f ms/sample | pipeline (%ld samples, "
+              "chunks of %ld): %.2f ms/sample, %.1f samples/s, %.0f tok/s, %.0f TFLOP/s (linear layers)%s\n",
+              load_s, n_seed, n_seed ? 1e3 * seed_s / static_cast<double>(n_seed) : 0.0,
+              static_cast<long>(run.samples), static_cast<long>(best.batch), 1e3 * pipe_s / n_pipe, n_pipe / pipe_s,
+              static_cast<double>(run.tokens) / pipe_s,
+              2.0 * static_cast<double>(n_linear) * static_cast<double>(run.tokens) / pipe_s / 1e12,
+              peak >= 0 ? (", peak GPU memory " + std::to_string(peak >> 20) + " MiB").c_str() : "");
   if (!o.json_out.empty()) {
-    json r{{"model", o.model_dir}, {"dtype", o.dtype}, {"device", o.device}, {"samples", samples.size()},
-           {"batch", o.batch}, {"load_s", load_s},
-           {"checks", {{"bound", bound}, {"cached_vs_full", cached_vs_full}, {"layer0_keys", layer0},
+    json nll = json::object();
+    for (const ResultRow& r : ResultStore::open_readonly(best.store, best.name).rows())
+      nll[r.sample_id][r.condition] = r.nll;
+    json r{{"model", o.model_dir}, {"dtype", o.dtype}, {"device", o.device}, {"load_s", load_s},
+           {"bare_ids", "alone"},  // the bare condition tokenizes the document on its own (the seed)
+           {"gpu_peak_memory_bytes", peak}, {"n_params_linear", n_linear},
+           {"checks", {{"sample", s0.id}, {"bound", bound}, {"cached_vs_full", cached_vs_full}, {"layer0_keys", layer0},
                        {"score_mutates", mutated}, {"nll_cached", nll_cached}, {"nll_full", nll_full}}},
-           {"seed_loop", {{"seconds", seed_s}, {"ms_per_sample", 1e3 * seed_s / n}, {"tokens", tokens}}},
-           {"batched", {{"seconds", batched_s}, {"ms_per_sample", 1e3 * batched_s / n}}}};
+           {"seed_loop", {{"samples", n_seed}, {"seconds", seed_s},
+                          {"ms_per_sample", n_seed ? 1e3 * seed_s / static_cast<double>(n_seed) : 0.0}}},
+           {"pipeline", {{"samples", run.samples}, {"seconds", pipe_s}, {"samples_per_s", n_pipe / pipe_s},
+                         {"tokens", run.tokens}, {"tokens_per_s", static_cast<double>(run.tokens) / pipe_s},
+                         {"batch", best.batch}, {"store", best.store}}},
+           {"nll", nll}};
+    for (const Variant& v : variants)
+      r["pipeline_variants"].push_back({{"batch", v.batch}, {"seconds", v.seconds}, {"tokens", v.run.tokens},
+                                        {"samples", v.run.samples}, {"peak_bytes", v.peak}});
     std::ofstream(o.json_out) << r.dump(2) << "\n";
   }
   return ok ? 0 : 1;

@@ -10,6 +10,8 @@
 // Python floats.
 #include "kvprime/model/rope.h"
 
+#include "kvprime/core/compat.h"
+
 #include <cmath>
 
 #include "kvprime/core/error.h"
@@ -204,7 +206,8 @@ std::pair<at::Tensor, at::Tensor> Rotary::cos_sin(const at::Tensor& positions,
   }
   const int64_t batch = positions.size(0);
   // HF: (inv_freq[None, :, None] @ position_ids[:, None, :]).transpose(1, 2), all float32.
-  at::Tensor inv = inv_freq.to(positions.device(), at::kFloat)
+  at::Tensor inv = (inv_freq.is_same(freq_.inv_freq) ? inv_freq_on(positions.device(), at::kFloat)
+                                                     : inv_freq.to(positions.device(), at::kFloat))
                        .view({1, -1, 1})
                        .expand({batch, -1, 1});                       // [B, rd/2, 1]
   at::Tensor pos = positions.unsqueeze(1).to(at::kFloat);            // [B, 1, T]
@@ -223,8 +226,12 @@ at::Tensor Rotary::apply(const at::Tensor& x, const at::Tensor& positions) const
             "Rotary::apply: positions must be [batch or 1, seq=", x.size(2), "], got ",
             positions.sizes());
   auto [cos, sin] = cos_sin(positions.to(x.device()), x.scalar_type());  // [B, T, rd]
-  cos = cos.unsqueeze(1);                                                // [B, 1, T, rd]
-  sin = sin.unsqueeze(1);
+  return apply_cos_sin(x, cos, sin);
+}
+
+at::Tensor Rotary::apply_cos_sin(const at::Tensor& x, const at::Tensor& cos_in,
+                                 const at::Tensor& sin_in) const {
+  at::Tensor cos = cos_in.unsqueeze(1), sin = sin_in.unsqueeze(1);  // [B, 1, T, rd]
   const int64_t rd = freq_.rotary_dim;
   if (rd == head_dim_) return x * cos + rotate_half(x) * sin;
   at::Tensor x_rot = x.narrow(-1, 0, rd);
@@ -240,7 +247,7 @@ at::Tensor Rotary::shift(const at::Tensor& k, const at::Tensor& delta) const {
             "Rotary::shift: delta must be integers, got ", delta.scalar_type());
   const int64_t batch = k.size(0), seq = k.size(2);
   // delta -> [Bd, 1, Sd, 1] broadcasting against [B, H, S, rd/2].
-  at::Tensor d = delta.to(k.device(), at::kDouble);
+  at::Tensor d = compat::to_device(delta, k.device()).to(at::kDouble);
   if (delta.dim() == 0) {
     d = d.view({1, 1, 1, 1});
   } else if (delta.dim() == 1) {
@@ -256,7 +263,7 @@ at::Tensor Rotary::shift(const at::Tensor& k, const at::Tensor& delta) const {
   }
   // Angles in float64 (exact enough for any realistic offset), rotation in float32 (float64 for
   // float64 keys).
-  at::Tensor inv = freq_.inv_freq.to(k.device(), at::kDouble).view({1, 1, 1, -1});
+  at::Tensor inv = inv_freq_on(k.device(), at::kDouble).view({1, 1, 1, -1});
   at::Tensor angles = d * inv;                                  // [Bd, 1, Sd, rd/2]
   at::Tensor emb = at::cat({angles, angles}, -1);               // [Bd, 1, Sd, rd]
   const at::ScalarType work = at::promote_types(k.scalar_type(), at::kFloat);
@@ -266,6 +273,22 @@ at::Tensor Rotary::shift(const at::Tensor& k, const at::Tensor& delta) const {
   at::Tensor rotated = (k_rot * cos + rotate_half(k_rot) * sin).to(k.scalar_type());
   if (rd == head_dim_) return rotated;
   return at::cat({rotated, k.narrow(-1, rd, head_dim_ - rd)}, -1);
+}
+
+}  // namespace kvprime
+
+namespace kvprime {
+
+void Rotary::to(at::Device device) {
+  if (!freq_.inv_freq.defined() || device.is_cpu()) return;
+  inv_freq_dev_ = freq_.inv_freq.to(device, at::kFloat);
+  inv_freq64_dev_ = freq_.inv_freq.to(device, at::kDouble);
+}
+
+at::Tensor Rotary::inv_freq_on(at::Device device, at::ScalarType dtype) const {
+  const at::Tensor& kept = dtype == at::kDouble ? inv_freq64_dev_ : inv_freq_dev_;
+  if (kept.defined() && kept.device() == device) return kept;
+  return freq_.inv_freq.to(device, dtype);
 }
 
 }  // namespace kvprime

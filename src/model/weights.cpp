@@ -63,6 +63,26 @@ std::string head_prefix_for(const std::string& prefix) {
   return "";
 }
 
+// Stacks q/k/v and gate/up into one weight each and rebinds the separate tensors to views of it.
+// Each output element is the same dot product as before; only the GEMM's N dimension grows.
+void fuse_projections(LayerWeights& lw) {
+  auto stack = [](std::initializer_list<at::Tensor*> parts, at::Tensor& fused) {
+    std::vector<at::Tensor> ts;
+    for (at::Tensor* p : parts) ts.push_back(*p);
+    fused = at::cat(ts, 0);
+    int64_t at_row = 0;
+    for (at::Tensor* p : parts) {
+      const int64_t n = p->size(0);
+      *p = fused.narrow(0, at_row, n);
+      at_row += n;
+    }
+  };
+  stack({&lw.wq, &lw.wk, &lw.wv}, lw.w_qkv);
+  if (lw.bq.defined()) stack({&lw.bq, &lw.bk, &lw.bv}, lw.b_qkv);
+  stack({&lw.w_gate, &lw.w_up}, lw.w_gate_up);
+  if (lw.b_gate.defined()) stack({&lw.b_gate, &lw.b_up}, lw.b_gate_up);
+}
+
 }  // namespace
 
 ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::ScalarType dtype,
@@ -136,6 +156,7 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::Sc
       lw.b_up = r.get(L + "mlp.up_proj.bias", {dff});
       lw.b_down = r.get(L + "mlp.down_proj.bias", {d});
     }
+    fuse_projections(lw);
     w.layers.push_back(std::move(lw));
   }
   return w;

@@ -25,6 +25,11 @@ struct LayerWeights {
   at::Tensor w_gate, b_gate; // [d_ff, d_model], [d_ff]
   at::Tensor w_up, b_up;     // [d_ff, d_model], [d_ff]
   at::Tensor w_down, b_down; // [d_model, d_ff], [d_model]
+  // One GEMM instead of three (two): q, k, v stacked [(n_head + 2 n_head_kv) * head_dim, d_model]
+  // and gate, up stacked [2 d_ff, d_model] (biases likewise, when present). wq/wk/wv and
+  // w_gate/w_up above are views into these, so the weights are held once.
+  at::Tensor w_qkv, b_qkv;
+  at::Tensor w_gate_up, b_gate_up;
 };
 
 struct ModelWeights {

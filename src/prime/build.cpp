@@ -5,6 +5,7 @@
 
 #include "kvprime/cache/batch.h"
 #include "kvprime/cache/surgery.h"
+#include "kvprime/core/compat.h"
 #include "kvprime/core/error.h"
 
 namespace kvprime {
@@ -46,7 +47,6 @@ KVCache prefill_batch(const Model& model, const std::vector<TokenIds>& docs, int
   const int64_t N = static_cast<int64_t>(docs.size());
   const int64_t chunk = max_batch > 0 ? std::min(max_batch, N) : N;
   std::vector<KVCache> rows;
-  KVCache single_chunk;
   for (int64_t begin = 0; begin < N; begin += chunk) {
     const int64_t B = std::min(chunk, N - begin);
     int64_t T = 0;
@@ -54,23 +54,26 @@ KVCache prefill_batch(const Model& model, const std::vector<TokenIds>& docs, int
       KVP_CHECK(!docs[begin + b].empty(), "prefill_batch: document ", begin + b, " has no tokens");
       T = std::max<int64_t>(T, docs[begin + b].size());
     }
-    // Left padding: row b's tokens fill slots [T - n_b, T) at positions 0..n_b-1.
-    at::Tensor ids = at::zeros({B, T}, at::kLong), pos = at::zeros({B, T}, at::kLong);
+    // Right padding: row b's tokens fill slots [0, n_b) at positions 0..n_b-1; padding slots
+    // continue the positions and are invalid. Real tokens never see the padding after them, so
+    // the forward needs no mask beyond causality (the fused causal attention kernels apply).
+    at::Tensor ids = at::zeros({B, T}, at::kLong), pos = at::arange(T, at::kLong).repeat({B, 1});
     at::Tensor mask = at::zeros({B, T}, at::kLong);
+    auto* ip = ids.data_ptr<int64_t>();
+    auto* mp = mask.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
       const TokenIds& d = docs[begin + b];
-      const int64_t n = static_cast<int64_t>(d.size()), pad = T - n;
-      auto* ip = ids[b].data_ptr<int64_t>();
-      for (int64_t i = 0; i < n; ++i) ip[pad + i] = d[i];
-      pos[b].slice(0, pad).copy_(at::arange(n, at::kLong));
-      mask[b].slice(0, pad).fill_(1);
+      for (size_t i = 0; i < d.size(); ++i) {
+        ip[b * T + static_cast<int64_t>(i)] = d[i];
+        mp[b * T + static_cast<int64_t>(i)] = 1;
+      }
     }
     KVCache cache = model.new_cache(B);
     ForwardOptions opt;
     opt.logits = LogitsMode::None;
     opt.attention_mask = mask;
     model.forward(ids, pos, cache, opt);
-    if (chunk == N) return cache;  // one forward: already the batched, left-padded cache
+    if (chunk == N) return cache;  // one forward: already the batched cache
     for (int64_t b = 0; b < B; ++b) rows.push_back(cache_row(cache, b));
   }
   return stack_caches(rows);
@@ -107,27 +110,65 @@ KVCache build_primed_cache(const Model& model, const TokenIds& prefix_ids, const
                                          model);
 }
 
+KVCache build_primed_batch(const Model& model, const std::vector<TokenIds>& prefixes,
+                           const std::vector<TokenIds>& docs, const PrimeOptions& options) {
+  KVP_CHECK(prefixes.size() == docs.size(), "build_primed_batch: ", prefixes.size(),
+            " prefixes for ", docs.size(), " documents; give one prefix per document");
+  KVP_CHECK(!options.mask.defined(), "build_primed_batch: a build mask is per row; call "
+            "build_primed_cache for each masked row");
+  KVP_CHECK(!docs.empty(), "build_primed_batch: no documents");
+  std::vector<TokenIds> rows;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    KVP_CHECK(!prefixes[i].empty(), "build_primed_batch: prefix ", i, " has no BOS");
+    KVP_CHECK(!docs[i].empty(), "build_primed_batch: document ", i, " has no tokens");
+    rows.push_back(concat(prefixes[i], docs[i]));
+  }
+  KVCache full = prefill_batch(model, rows);  // right-padded: row b's slots start at 0
+  const int64_t B = full.batch(), S = full.length();
+  // Per slot of row b: [0] BOS, [1, P) prefix, [P, P + D) document, then padding. The prefix is
+  // cut by marking it invalid; with correct_rope the document moves back by P - 1 positions.
+  at::Tensor valid = at::zeros({B, S}, at::kLong), delta = at::zeros({B, S}, at::kLong);
+  at::Tensor pos = at::arange(S, at::kLong).repeat({B, 1});
+  auto* vp = valid.data_ptr<int64_t>();
+  auto* dp = delta.data_ptr<int64_t>();
+  auto* pp = pos.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t P = static_cast<int64_t>(prefixes[b].size()), D = static_cast<int64_t>(docs[b].size());
+    vp[b * S] = 1;
+    for (int64_t s = P; s < P + D; ++s) {
+      vp[b * S + s] = 1;
+      if (options.correct_rope) {
+        dp[b * S + s] = -(P - 1);
+        pp[b * S + s] -= P - 1;
+      }
+    }
+  }
+  const at::Device dev = model.device();
+  at::Tensor delta_dev = compat::to_device(delta, dev);
+  std::vector<at::Tensor> keys, values;
+  for (int64_t il = 0; il < full.n_layer(); ++il) {
+    // Slots with delta 0 (BOS, cut prefix, padding) rotate by cos 0 = 1, sin 0 = 0: unchanged.
+    keys.push_back(options.correct_rope ? model.rotary(il).shift(full.key(il), delta_dev) : full.key(il));
+    values.push_back(full.value(il));
+  }
+  return KVCache::from_tensors(full.model(), std::move(keys), std::move(values),
+                               compat::to_device(pos, dev), full.token_ids(),
+                               compat::to_device(valid, dev).to(at::kBool), "build_primed_batch");
+}
+
 std::vector<KVCache> build_primed_caches(const Model& model, const std::vector<TokenIds>& prefixes,
                                          const std::vector<TokenIds>& docs,
                                          const PrimeOptions& options, int64_t max_batch) {
   KVP_CHECK(prefixes.size() == docs.size(), "build_primed_caches: ", prefixes.size(),
             " prefixes for ", docs.size(), " documents; give one prefix per document");
-  KVP_CHECK(!options.mask.defined(), "build_primed_caches: a build mask is per row; call "
-            "build_primed_cache for each masked row");
-  std::vector<TokenIds> rows;
-  for (size_t i = 0; i < docs.size(); ++i) {
-    KVP_CHECK(!prefixes[i].empty(), "build_primed_caches: prefix ", i, " has no BOS");
-    KVP_CHECK(!docs[i].empty(), "build_primed_caches: document ", i, " has no tokens");
-    rows.push_back(concat(prefixes[i], docs[i]));
-  }
-  KVCache batched = prefill_batch(model, rows, max_batch);
+  const size_t N = docs.size();
+  const size_t chunk = max_batch > 0 ? std::min<size_t>(static_cast<size_t>(max_batch), N) : N;
   std::vector<KVCache> out;
-  for (size_t i = 0; i < docs.size(); ++i) {
-    KVCache t = extract_and_truncate_cache_with_bos(cache_row(batched, static_cast<int64_t>(i)),
-                                                    static_cast<int64_t>(docs[i].size()));
-    out.push_back(options.correct_rope
-                      ? correct_rope_positions_with_bos(t, static_cast<int64_t>(prefixes[i].size()) - 1, model)
-                      : std::move(t));
+  for (size_t begin = 0; begin < N; begin += chunk) {
+    const size_t end = std::min(N, begin + chunk);
+    std::vector<TokenIds> p(prefixes.begin() + begin, prefixes.begin() + end),
+        d(docs.begin() + begin, docs.begin() + end);
+    for (KVCache& row : unstack_cache(build_primed_batch(model, p, d, options))) out.push_back(std::move(row));
   }
   return out;
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kvprime/cache/batch.h"
+#include "kvprime/core/compat.h"
 #include "kvprime/core/error.h"
 
 namespace kvprime {
@@ -18,29 +19,101 @@ void check_request(const KVCache& cache, const TokenIds& answer_ids, const char*
             "NLL is averaged over the answer tokens after the first, so it needs at least 2");
 }
 
-// Per-token NLL of answer[1..] from logits [T, V] (float32) of query ++ answer.
-AnswerScore nll_from_logits(const at::Tensor& logits, int64_t n_query, const TokenIds& answer) {
-  const int64_t n = static_cast<int64_t>(answer.size());
-  // Row n_query + i - 1 predicts answer[i], i = 1..n-1.
-  at::Tensor rows = logits.slice(0, n_query, n_query + n - 1).to(at::kFloat);  // [n-1, V]
-  at::Tensor logp = at::log_softmax(rows, -1);
-  at::Tensor target = at::empty({n - 1}, at::kLong);
-  for (int64_t i = 1; i < n; ++i) target[i - 1] = static_cast<int64_t>(answer[i]);
-  at::Tensor picked = logp.gather(1, target.to(logp.device()).unsqueeze(1)).squeeze(1)
-                          .to(at::kDouble).cpu();
-  AnswerScore s;
-  s.n_scored = n - 1;
-  double sum = 0;
-  for (int64_t i = 0; i < n - 1; ++i) {
-    const double v = -picked[i].item<double>();
-    s.token_nll.push_back(v);
-    sum += v;
-  }
-  s.nll = sum / static_cast<double>(n - 1);
-  return s;
-}
-
 }  // namespace
+
+std::vector<AnswerScore> score_batch(const Model& model, const KVCache& cache,
+                                     const std::vector<TokenIds>& query_ids,
+                                     const std::vector<TokenIds>& answer_ids,
+                                     const BatchScoreOptions& options) {
+  const int64_t B = cache.batch(), S = cache.length();
+  KVP_CHECK(static_cast<int64_t>(query_ids.size()) == B && static_cast<int64_t>(answer_ids.size()) == B,
+            "score_batch: the cache has ", B, " rows but ", query_ids.size(), " queries and ",
+            answer_ids.size(), " answers were given; give one of each per row");
+  KVP_CHECK(S >= 1, "score_batch: the cache is empty; build it with prefill / build_kv_cache");
+  KVP_CHECK(options.start_positions.empty() || static_cast<int64_t>(options.start_positions.size()) == B,
+            "score_batch: start_positions has ", options.start_positions.size(), " entries for ", B,
+            " rows");
+  int64_t T = 0, N = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t na = static_cast<int64_t>(answer_ids[b].size());
+    KVP_CHECK(na >= 2, "score_answer: the answer of row ", b, " has ", na, " token(s); the NLL is "
+              "averaged over the answer tokens after the first, so it needs at least 2");
+    T = std::max<int64_t>(T, static_cast<int64_t>(query_ids[b].size()) + na);
+    N += na - 1;
+  }
+
+  // New tokens: query ++ answer, right-padded to T. rows/target: the logits row b * T + q + i - 1
+  // predicts answer[i], i >= 1.
+  at::Tensor ids = at::zeros({B, T}, at::kLong), real = at::zeros({B, T}, at::kLong);
+  at::Tensor rows = at::empty({N}, at::kLong), target = at::empty({N}, at::kLong);
+  {
+    auto* ip = ids.data_ptr<int64_t>();
+    auto* rp = real.data_ptr<int64_t>();
+    auto* row = rows.data_ptr<int64_t>();
+    auto* tg = target.data_ptr<int64_t>();
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const TokenIds& q = query_ids[b];
+      const TokenIds& a = answer_ids[b];
+      int64_t t = 0;
+      for (int32_t id : q) ip[b * T + t++] = id;
+      for (int32_t id : a) ip[b * T + t++] = id;
+      for (int64_t i = 0; i < t; ++i) rp[b * T + i] = 1;
+      const int64_t nq = static_cast<int64_t>(q.size());
+      for (size_t i = 1; i < a.size(); ++i, ++n) {
+        row[n] = b * T + nq + static_cast<int64_t>(i) - 1;
+        tg[n] = a[i];
+      }
+    }
+  }
+  const at::Device dev = model.device();
+  at::Tensor pos;
+  if (!options.start_positions.empty()) {
+    at::Tensor start = at::empty({B}, at::kLong);
+    std::copy(options.start_positions.begin(), options.start_positions.end(), start.data_ptr<int64_t>());
+    KVP_CHECK(start.min().item<int64_t>() >= 0, "score_batch: start positions must be >= 0");
+    pos = start.unsqueeze(1) + at::arange(T, at::kLong).unsqueeze(0);  // [B, T], host
+  } else {
+    at::Tensor start = cache.valid().sum(1).to(at::kLong);  // [B] on the cache's device
+    pos = start.unsqueeze(1) + at::arange(T, start.options()).unsqueeze(0);
+  }
+
+  ForwardOptions opt;
+  opt.logits = LogitsMode::Rows;
+  opt.logits_rows = rows;
+  opt.attention_mask = real;
+  opt.update_cache = false;
+  if (options.hidden_slots.defined()) {
+    at::Tensor h = options.hidden_slots.to(at::kBool);
+    KVP_CHECK(h.dim() == 2 && h.size(0) == B && h.size(1) == S, "score_batch: hidden_slots must be [",
+              B, ", ", S, "] (one flag per row and cache slot), got ", shape_str(h.sizes().vec()));
+    // The cache part: what is not hidden; the new tokens keep their causal rule among themselves.
+    at::Tensor causal = at::ones({T, T}, at::kLong).tril().to(at::kBool);
+    opt.custom_mask = at::cat({compat::to_device(h, dev).logical_not().unsqueeze(1).expand({B, T, S}),
+                               compat::to_device(causal, dev).unsqueeze(0).expand({B, T, T})}, 2);
+  }
+  KVCache work = cache;  // shallow; update_cache = false leaves it as it is anyway
+  at::Tensor logits = model.forward(ids, pos, work, opt);  // [N, V] float32
+  at::Tensor picked = at::log_softmax(logits, -1)
+                          .gather(1, compat::to_device(target, dev).unsqueeze(1))
+                          .squeeze(1)
+                          .to(at::kDouble)
+                          .cpu();  // the one synchronisation
+  const double* pv = picked.data_ptr<double>();
+  std::vector<AnswerScore> out(static_cast<size_t>(B));
+  int64_t n = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    AnswerScore& s = out[static_cast<size_t>(b)];
+    s.n_scored = static_cast<int64_t>(answer_ids[b].size()) - 1;
+    double sum = 0;
+    for (int64_t i = 0; i < s.n_scored; ++i, ++n) {
+      s.token_nll.push_back(-pv[n]);
+      sum += -pv[n];
+    }
+    s.nll = sum / static_cast<double>(s.n_scored);
+  }
+  return out;
+}
 
 AnswerScore score_answer(const Model& model, const KVCache& cache, const TokenIds& query_ids,
                          const TokenIds& answer_ids, const ScoreOptions& options) {
@@ -61,37 +134,28 @@ std::vector<AnswerScore> score_answers(const Model& model, const std::vector<Sco
   for (int64_t begin = 0; begin < N; begin += chunk) {
     const int64_t B = std::min(chunk, N - begin);
     std::vector<const KVCache*> caches;
-    int64_t T = 0;
+    std::vector<TokenIds> queries, answers;
+    BatchScoreOptions bo;
     bool any_hidden = false;
     for (int64_t b = 0; b < B; ++b) {
       const ScoreRequest& r = requests[begin + b];
       KVP_CHECK(r.cache != nullptr, "score_answers: request ", begin + b, " has no cache");
       check_request(*r.cache, r.answer_ids, "score_answer");
       caches.push_back(r.cache);
-      T = std::max<int64_t>(T, r.query_ids.size() + r.answer_ids.size());
+      queries.push_back(r.query_ids);
+      answers.push_back(r.answer_ids);
+      bo.start_positions.push_back(r.options.start_position.value_or(r.cache->length()));
       any_hidden = any_hidden || r.options.hidden_slots.defined();
     }
     // B == 1: the cache itself (a shallow copy, never written into); else left-padded stack.
     KVCache work = B == 1 ? *caches[0] : stack_caches(caches);
     const int64_t S = work.length();
-
-    // New tokens: query ++ answer, right-padded to T.
-    at::Tensor ids = at::zeros({B, T}, at::kLong), pos = at::zeros({B, T}, at::kLong);
-    at::Tensor real = at::zeros({B, T}, at::kLong);
-    at::Tensor custom;
-    if (any_hidden) custom = at::ones({B, T, S + T}, at::kLong).to(at::kBool);
-    for (int64_t b = 0; b < B; ++b) {
-      const ScoreRequest& r = requests[begin + b];
-      const KVCache& c = *r.cache;
-      const int64_t n = static_cast<int64_t>(r.query_ids.size() + r.answer_ids.size());
-      const int64_t start = r.options.start_position.value_or(c.length());
-      auto* ip = ids[b].data_ptr<int64_t>();
-      int64_t t = 0;
-      for (int32_t id : r.query_ids) ip[t++] = id;
-      for (int32_t id : r.answer_ids) ip[t++] = id;
-      pos[b].copy_(at::arange(start, start + T, at::kLong));
-      real[b].slice(0, 0, n).fill_(1);
-      if (r.options.hidden_slots.defined()) {
+    if (any_hidden) {
+      at::Tensor hidden = at::zeros({B, S}, at::kLong).to(at::kBool);
+      for (int64_t b = 0; b < B; ++b) {
+        const ScoreRequest& r = requests[begin + b];
+        if (!r.options.hidden_slots.defined()) continue;
+        const KVCache& c = *r.cache;
         at::Tensor h = r.options.hidden_slots.to(at::kCPU).to(at::kBool);
         if (h.dim() == 2) {
           KVP_CHECK(h.size(0) == 1, "score_answer: hidden_slots [B, S] must have B = 1 for a "
@@ -102,23 +166,11 @@ std::vector<AnswerScore> score_answers(const Model& model, const std::vector<Sco
                   c.length(), "] (one flag per cache slot), got ",
                   shape_str(r.options.hidden_slots.sizes().vec()));
         // Row b's cache occupies the last c.length() of the S stacked slots.
-        custom[b].slice(1, S - c.length(), S).copy_(h.logical_not().unsqueeze(0).expand({T, c.length()}));
+        hidden[b].slice(0, S - c.length(), S).copy_(h);
       }
+      bo.hidden_slots = hidden;
     }
-    ForwardOptions opt;
-    opt.logits = LogitsMode::All;
-    opt.attention_mask = real;
-    if (any_hidden) {
-      // The new tokens keep their causal rule among themselves.
-      at::Tensor causal = at::ones({T, T}, at::kLong).tril().to(at::kBool);
-      custom.slice(2, S).copy_(causal.unsqueeze(0).expand({B, T, T}));
-      opt.custom_mask = custom;
-    }
-    at::Tensor logits = model.forward(ids, pos, work, opt);  // [B, T, V] float32
-    for (int64_t b = 0; b < B; ++b) {
-      const ScoreRequest& r = requests[begin + b];
-      out.push_back(nll_from_logits(logits[b], static_cast<int64_t>(r.query_ids.size()), r.answer_ids));
-    }
+    for (AnswerScore& s : score_batch(model, work, queries, answers, bo)) out.push_back(std::move(s));
   }
   return out;
 }

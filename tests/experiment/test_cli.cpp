@@ -1,10 +1,12 @@
 // The command line end to end: run / explain / report on a small experiment, tokenize, cache
 // build / inspect / diff, and errors that name the file, line and field with exit code 1.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/wait.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -98,11 +100,25 @@ TEST(Cli, TokenizeAndCacheFiles) {
 TEST(Cli, BenchRunsTheSeedPipelineChecks) {
   TempDir tmp;
   const std::string root = kvprime::test::source_dir();
-  Result b = sh("bench -m " + root + "/models/demo --data " + root + "/data/demo/qa.jsonl --samples 2 --batch 2 --json-out " +
-                tmp.file("b.json"));
+  Result b = sh("bench -m " + root + "/models/demo --data " + root + "/data/demo/qa.jsonl --samples 3 --seed-samples 1 "
+                "--batch 2 --out " + tmp.file("store") + " --json-out " + tmp.file("b.json"));
   ASSERT_EQ(b.code, 0) << b.out;  // exit 0: every check within its bound
   EXPECT_NE(b.out.find("score_mutates no"), std::string::npos) << b.out;
-  EXPECT_NE(kvprime::test::read_file(tmp.file("b.json")).find("\"layer0_keys\""), std::string::npos);
+  auto j = nlohmann::json::parse(kvprime::test::read_file(tmp.file("b.json")));
+  // Of the first 3 demo samples those with answers of >= 2 tokens (the seed skips the first one).
+  const int64_t n = j["pipeline"]["samples"];
+  EXPECT_GE(n, 2);
+  EXPECT_LE(n, 3);
+  ASSERT_EQ(static_cast<int64_t>(j["nll"].size()), n);
+  // The batched pipeline's bare NLL of the checked sample equals the seed code path's (float32:
+  // the two differ only in matmul shapes).
+  const std::string id = j["checks"]["sample"];
+  ASSERT_TRUE(j["nll"].contains(id)) << id;
+  const double seed = j["checks"]["nll_cached"], pipe = j["nll"][id]["bare"];
+  EXPECT_NEAR(pipe, seed, 1e-5 * std::abs(seed)) << id;
+  for (const auto& [sid, conds] : j["nll"].items()) {
+    EXPECT_TRUE(conds.contains("bare") && conds.contains("primed")) << sid;
+  }
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <torch/version.h>
 
+#include <cstdint>
+
 // at::scaled_dot_product_attention is public (with the `scale` argument) from PyTorch 2.1.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
 #define KVPRIME_HAS_SDPA 1
@@ -12,10 +14,27 @@
 #define KVPRIME_HAS_SDPA 0
 #endif
 
+// ... and takes `enable_gqa` (grouped-query heads without expanding K/V) from PyTorch 2.5.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+#define KVPRIME_HAS_SDPA_GQA 1
+#else
+#define KVPRIME_HAS_SDPA_GQA 0
+#endif
+
 namespace kvprime::compat {
 
 // True when this LibTorch can run CUDA tensors (built with CUDA and a device is present).
 bool cuda_available();
 int cuda_device_count();
+
+// `t` on `device`. A host tensor bound for a CUDA device goes through pinned memory with a
+// non-blocking copy: a copy from pageable memory makes the host wait for the stream to drain,
+// which would serialise every forward's inputs with the previous forward's kernels.
+at::Tensor to_device(const at::Tensor& t, at::Device device);
+
+// Peak bytes held by LibTorch's CUDA caching allocator on `device` since the last reset
+// (-1 when this build cannot tell: no CUDA kernels build, or not a CUDA device).
+int64_t cuda_peak_allocated_bytes(at::Device device);
+void cuda_reset_peak(at::Device device);
 
 }  // namespace kvprime::compat

@@ -24,7 +24,7 @@ struct LoadOptions {
   std::string name;                   // identity name; default: the directory's name
 };
 
-enum class LogitsMode { All, Last, None };
+enum class LogitsMode { All, Last, None, Rows };
 
 struct ForwardOptions {
   LogitsMode logits = LogitsMode::All;
@@ -34,6 +34,12 @@ struct ForwardOptions {
   // [B, T, S + T] bool (true = may attend) over the cache's S slots then the T new ones. Replaces
   // the causal rule (padding validity and sliding windows still apply). Undefined: causal.
   at::Tensor custom_mask;
+  // LogitsMode::Rows: [N] int64 indices b * T + t of the tokens whose logits are wanted (scoring
+  // needs a few answer positions, not the whole [B, T, vocab]); returns [N, vocab].
+  at::Tensor logits_rows;
+  // false: the new K/V are not appended to `cache` (scoring a cache it must not keep). Saves a
+  // copy of every layer's cache.
+  bool update_cache = true;
 };
 
 
@@ -53,8 +59,10 @@ class Model {
   KVCache new_cache(int64_t batch = 1) const;
 
   // input_ids, positions: [B, T] int64 (any device; moved to the model's). Returns logits
-  // [B, T, vocab] (All), [B, vocab] (Last: each row's last real token) or undefined (None), in
-  // float32. The cache must come from this model; on error the cache is left unchanged.
+  // [B, T, vocab] (All), [B, vocab] (Last: each row's last real token), [N, vocab] (Rows) or
+  // undefined (None), in float32. The cache must come from this model; on error the cache is left
+  // unchanged. Token ids and positions given on the host are range-checked there; on the device
+  // only the token ids are (one synchronisation), positions are trusted.
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& positions, KVCache& cache,
                      const ForwardOptions& options = {}) const;
 
@@ -68,6 +76,8 @@ class Model {
   at::ScalarType dtype_ = at::kFloat;
   at::Device device_ = at::kCPU;
   std::vector<Rotary> rotary_;  // one per layer
+  // rope_group_[il]: the first layer with the same rotary frequencies (cos/sin computed once).
+  std::vector<int64_t> rope_group_;
   struct Weights;
   std::unique_ptr<Weights> w_;
 };

@@ -54,6 +54,13 @@ class Rotary {
   // x: [B, H, T, head_dim] -> x rotated to `positions` [B, T] (or [1, T], broadcast over B), in
   // x's dtype like HF's apply_rotary_pos_emb: cos/sin are cast to x's dtype first.
   at::Tensor apply(const at::Tensor& x, const at::Tensor& positions) const;
+  // The same with cos/sin from cos_sin(positions, x.dtype()) computed once (a forward shares them
+  // between q, k and every layer with the same rope parameters). cos/sin: [B or 1, T, rotary_dim].
+  at::Tensor apply_cos_sin(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) const;
+
+  // Keeps a copy of the frequencies on `device` so that cos_sin / shift on that device upload
+  // nothing (a host-to-device copy per layer would stall the host on the GPU stream).
+  void to(at::Device device);
 
   // Re-position already rotated keys: k [B, H, S, head_dim] at positions p -> keys at p + delta,
   // delta [B, S] (or [S], or a 0-dim tensor) int64, possibly negative. A pure rotation (no
@@ -66,6 +73,9 @@ class Rotary {
   int64_t head_dim_ = 0;
   int64_t max_position_embeddings_ = 0;
   RopeFrequencies freq_;
+  at::Tensor inv_freq_dev_, inv_freq64_dev_;  // freq_.inv_freq on the device given to to()
+  // inv_freq (float32, or float64 for shift) on `device`: the kept copy, else uploaded.
+  at::Tensor inv_freq_on(at::Device device, at::ScalarType dtype) const;
 };
 
 }  // namespace kvprime

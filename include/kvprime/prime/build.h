@@ -36,9 +36,12 @@ using TokenIds = std::vector<int32_t>;
 // true = may attend) replaces the causal mask, e.g. block_prefix_mask below.
 KVCache prefill(const Model& model, const TokenIds& ids, const at::Tensor& mask = {});
 
-// Many sequences in one forward, LEFT-padded (see cache/batch.h): row b of the result equals
-// prefill(model, docs[b]) (to float rounding of a different matmul shape). Use cache_row /
-// unstack_cache to split. `max_batch` rows per forward (0: all at once).
+// Many sequences in one forward, RIGHT-padded: row b's tokens take slots [0, n_b), padding slots
+// after them are invalid (so the forward is plain causal attention, no mask). Row b, compacted
+// (cache_row), equals prefill(model, docs[b]) (to float rounding of a different matmul shape).
+// Score it directly with score_batch, or split it with cache_row / unstack_cache. `max_batch`
+// rows per forward (0: all at once); with several forwards the rows are re-stacked left-padded
+// (cache/batch.h).
 KVCache prefill_batch(const Model& model, const std::vector<TokenIds>& docs, int64_t max_batch = 0);
 
 // [T, T] bool mask for BOS + segments + document, T = 1 + sum(segment_lengths) + doc_len: every
@@ -57,8 +60,16 @@ struct PrimeOptions {
 KVCache build_primed_cache(const Model& model, const TokenIds& prefix_ids, const TokenIds& doc_ids,
                            const PrimeOptions& options = {});
 
-// Batched: row b primed by prefixes[b] for document docs[b], one forward per max_batch rows.
-// Returns one cache per row (each unpadded), equal to build_primed_cache one at a time.
+// Batched and kept batched: one right-padded forward of prefixes[b] ++ docs[b]; the prefix slots
+// are then marked invalid (the cut, without moving any tensor) and, with correct_rope, the
+// document keys are moved back by prefixes[b].size() - 1 positions. Row b holds BOS, the invalid
+// prefix slots, the document, then padding; compacted (cache_row) it equals
+// build_primed_cache(prefixes[b], docs[b]). Score it directly with score_batch.
+KVCache build_primed_batch(const Model& model, const std::vector<TokenIds>& prefixes,
+                           const std::vector<TokenIds>& docs, const PrimeOptions& options = {});
+
+// The same split into one compact cache per row, one forward per max_batch rows: equal to
+// build_primed_cache one at a time.
 std::vector<KVCache> build_primed_caches(const Model& model, const std::vector<TokenIds>& prefixes,
                                          const std::vector<TokenIds>& docs,
                                          const PrimeOptions& options = {}, int64_t max_batch = 0);

@@ -48,9 +48,27 @@ struct ScoreRequest {
 };
 
 // Many requests, batched: caches are stacked (left-padded), query+answer right-padded, one forward
-// per max_batch requests (0: all). Equal to score_answer one at a time (to float rounding).
+// per max_batch requests (0: all) through score_batch. Equal to score_answer one at a time (to
+// float rounding).
 std::vector<AnswerScore> score_answers(const Model& model, const std::vector<ScoreRequest>& requests,
                                        int64_t max_batch = 0);
+
+struct BatchScoreOptions {
+  // Position of each row's first query token. Empty: the row's number of valid slots, i.e. the
+  // length of the row compacted (the seed's convention, computed on the device).
+  std::vector<int64_t> start_positions;
+  // [B, S] bool, true = this slot is hidden from row b's query and answer. Undefined: none.
+  at::Tensor hidden_slots;
+};
+
+// Row b of a batched cache (any padding: prefill_batch, build_primed_batch, stack_caches) scored
+// with query_ids[b] ++ answer_ids[b]: one forward, logits only at the scored answer positions, the
+// NLLs copied to the host once. The cache is not changed. Row b's score equals score_answer on
+// cache_row(cache, b) (to float rounding).
+std::vector<AnswerScore> score_batch(const Model& model, const KVCache& cache,
+                                     const std::vector<TokenIds>& query_ids,
+                                     const std::vector<TokenIds>& answer_ids,
+                                     const BatchScoreOptions& options = {});
 
 // A cache holding only BOS (the PMI baseline's context).
 KVCache bos_only_cache(const Model& model, int32_t bos_id);
