@@ -5,15 +5,21 @@
 #   2. in the background, a random-weight 7.24B Mistral-7B-Instruct-v0.2-shaped checkpoint (bf16,
 #      Llama-2 tokenizer, seed 0) -> $MODEL, while kvprime's bench_seed builds (CPU vs GPU work);
 #   3. kvprime: bench_seed (batch-1 seed loop on SEED_SAMPLES samples, batched pipeline on all);
-#   4. HF: bench/hf_seed_baseline.py (seed loop at batch 1, HF batched forward, GEMM peak);
-#   5. bench/compare.py: NLL agreement and the table (printed last), results.md for RESULTS.md.
-# The two benchmarks run one after the other, alone on the GPU, after the build has finished.
-# Everything lands in $OUT (logs, JSONs, results.md, steps.txt). A failed step is reported and the
-# rest goes on where it can; the exit status is 1 if anything failed (compare: NLLs disagree).
+#   4. HF: bench/hf_seed_baseline.py (seed loop at batch 1, hf_alt: the same NLLs by a second HF path
+#      that differs only in rounding, HF batched forward, GEMM peak);
+#   5. the float32 exactness test, only when >= 120 s are left: both sides in float32 on the same
+#      checkpoint (its bf16 weights upcast, ~29 GB on the GPU) on the first F32_SAMPLES samples,
+#      kvprime (bench_seed --dtype float32, one chunk) then HF (--dtype float32 --only-pipeline, TF32 off);
+#   6. bench/compare.py: NLL agreement (float32 test; bf16 test calibrated on HF's own rounding) and
+#      the tables (printed last), results.md for RESULTS.md.
+# The benchmarks run one after the other, alone on the GPU, after the build has finished.
+# Everything lands in $OUT (logs, JSONs, results.md, steps.txt). A failed or skipped step is reported
+# and the rest goes on where it can; the exit status is 1 if anything failed (compare: NLLs disagree).
 # Environment: BUDGET_S (570: the call is limited to 600 s), N_SAMPLES (256), HF_SAMPLES (256),
 # SEED_SAMPLES (32), KV_BATCH (bench_seed's --batch; its default when unset), HF_ARGS (more options for
-# hf_seed_baseline.py, e.g. "--bare-ids joint"), MODEL (/tmp/mistral7b, reused on a warm machine),
-# SKIP_BUILD=1 / SKIP_KVPRIME=1 / SKIP_HF=1 (a second call on the still-warm machine).
+# hf_seed_baseline.py, e.g. "--bare-ids joint"; given to both HF runs, before the float32 run's own),
+# F32_SAMPLES (32; 0 skips the float32 test), MODEL (/tmp/mistral7b, reused on a warm machine),
+# SKIP_BUILD=1 / SKIP_KVPRIME=1 / SKIP_HF=1 / SKIP_F32=1 (a second call on the still-warm machine).
 set -uo pipefail
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -22,12 +28,14 @@ BUDGET_S=${BUDGET_S:-570}
 N_SAMPLES=${N_SAMPLES:-256}
 HF_SAMPLES=${HF_SAMPLES:-256}
 SEED_SAMPLES=${SEED_SAMPLES:-32}
+F32_SAMPLES=${F32_SAMPLES:-32}
 KV_BATCH=${KV_BATCH:-}
 read -r -a HF_EXTRA <<< "${HF_ARGS:-}"  # word-split on purpose: several options in one variable
 MODEL=${MODEL:-/tmp/mistral7b}
 DATA=$OUT/bench_data.jsonl
 STEPS=$OUT/steps.txt
 : > "$STEPS"
+rm -f "$OUT/kvprime_f32.json" "$OUT/hf_f32.json"  # compare.py takes the float32 test from these
 status=0
 problems=()
 
@@ -144,10 +152,52 @@ else
   finish $rc
 fi
 
-# ---- 5. compare -------------------------------------------------------------------------------
+# ---- 5. float32 exactness test ----------------------------------------------------------------
+# After the bf16 steps (they come first), and only with >= 120 s left: each side takes < 60 s for 32
+# samples, loading included (~10 s for the 14.5 GB checkpoint, upcast to ~29 GB on the GPU).
+if [ "${SKIP_F32:-0}" = 1 ] || [ "$F32_SAMPLES" = 0 ]; then
+  echo "=== float32 test skipped (SKIP_F32=1 or F32_SAMPLES=0)"
+elif ! model_ready; then
+  skip "float32 test" "no model"
+elif (( $(left) < 120 )); then
+  skip "float32 test" "only $(left)s left (needs 120)"
+else
+  if (( !BUILD_OK )) || [ ! -x build-gpu/bench/bench_seed ]; then
+    skip "kvprime bench_seed float32" "no (fresh) build-gpu/bench/bench_seed"
+  else
+    begin "kvprime bench_seed float32"
+    # Leaves >= 60 s for HF's float32 run. One chunk of F32_SAMPLES; no batch-1 loop.
+    timeout $(( $(left) - 60 )) build-gpu/bench/bench_seed --model "$MODEL" --dtype float32 --device cuda \
+      --data "$DATA" --samples "$F32_SAMPLES" --seed-samples 0 --batch "$F32_SAMPLES" \
+      --json-out "$OUT/kvprime_f32.json" > "$OUT/kvprime_f32.log" 2>&1
+    rc=$?
+    tail -3 "$OUT/kvprime_f32.log"
+    finish $rc
+  fi
+  if (( $(left) < 40 )); then
+    skip "HF float32" "only $(left)s left"
+  else
+    begin "HF float32"
+    HF_LEFT=$(( $(left) - 10 ))
+    # HF_EXTRA first: the float32 run's own options win (argparse keeps the last).
+    timeout "$HF_LEFT" python3 bench/hf_seed_baseline.py --model "$MODEL" --data "$DATA" "${HF_EXTRA[@]}" \
+      --samples "$F32_SAMPLES" --dtype float32 --only-pipeline --json-out "$OUT/hf_f32.json" \
+      --time-budget-s $(( HF_LEFT - 5 )) > "$OUT/hf_f32.log" 2>&1
+    rc=$?
+    grep -E "^\[hf_seed_baseline" "$OUT/hf_f32.log" | tail -5
+    (( rc != 0 )) && tail -20 "$OUT/hf_f32.log"
+    finish $rc
+  fi
+fi
+
+# ---- 6. compare -------------------------------------------------------------------------------
 begin "compare"
-python3 bench/compare.py --hf "$OUT/hf.json" --kvprime "$OUT/kvprime.json" --gpu-file "$OUT/gpu.txt" \
-  --md-out "$OUT/results.md" > "$OUT/compare.txt" 2>&1
+F32_ARGS=()
+if [ -f "$OUT/kvprime_f32.json" ] || [ -f "$OUT/hf_f32.json" ]; then  # one missing: compare fails the test
+  F32_ARGS=(--hf-f32 "$OUT/hf_f32.json" --kvprime-f32 "$OUT/kvprime_f32.json")
+fi
+python3 bench/compare.py --hf "$OUT/hf.json" --kvprime "$OUT/kvprime.json" "${F32_ARGS[@]}" \
+  --gpu-file "$OUT/gpu.txt" --md-out "$OUT/results.md" > "$OUT/compare.txt" 2>&1
 finish $?
 
 echo

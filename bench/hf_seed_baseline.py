@@ -2,8 +2,9 @@
 """The seed's pipeline on Hugging Face transformers, on one GPU: the baseline of issue 7.
 
 Loads a checkpoint directory (config.json + safetensors + tokenizer.json; tools/make_random_hf_model.py
-makes a random-weight 7B one on the GPU machine) with transformers in bfloat16 on CUDA, attention
-"sdpa" (transformers' default on CUDA, and what the seed's notebooks got), and measures:
+makes a random-weight 7B one on the GPU machine) with transformers in bfloat16 (--dtype; float32 for
+the exactness reference, the bf16 weights upcast) on CUDA, attention "sdpa" (transformers' default on
+CUDA, and what the seed's notebooks got), and measures:
 
   a. the seed's standard two conditions per sample, batch 1, the way lib/kv_cache.py drove HF
      (functions as re-implemented in tools/make_seed_golden.py):
@@ -29,6 +30,19 @@ makes a random-weight 7B one on the GPU machine) with transformers in bfloat16 o
      Reports ms/sample, samples/s, tokens of model work (prefill + query + answer tokens of both
      conditions), the median per-sample latency and torch.cuda.max_memory_allocated (weights
      included).
+     hf_alt (bf16 run; --no-alt skips it): the same two conditions computed again, untimed, by a
+     second HF path that differs from (a) only in rounding (other GEMM shapes, attention kernels,
+     padding), so that compare.py can calibrate "agrees up to bf16 rounding" on HF itself:
+       bare_alt    ONE forward, no cache, of BOS + document + query + answer, rows of --alt-chunk
+                   samples right-padded into one batch with an attention mask (the answer's
+                   log-probabilities read at the same positions);
+       primed_alt  the joint prefills (BOS + prefix + document) batched the same way, each row's
+                   cache cut out of the batch, truncated and re-rotated as in (a), then scored with
+                   the other scoring form (one forward of query + answer where (a) uses two, and
+                   vice versa).
+     Both are the same function as (a) in exact arithmetic (right padding leaves the positions and,
+     under the causal mask, the attention of real tokens unchanged); the JSON records them as
+     nll.<id>.bare_alt / primed_alt.
   b. HF's own batched forward: random ids [32, 160] and [64, 160], no padding, use_cache=False,
      logits of every position (what the model returns by default); best of 3 after a warm-up.
      TFLOP/s counts 2 * n_params_linear * tokens, n_params_linear = weights of every nn.Linear
@@ -36,11 +50,20 @@ makes a random-weight 7B one on the GPU machine) with transformers in bfloat16 o
      the embedding lookup are not counted.
   c. the bf16 GEMM peak: torch.matmul of two 8192 x 8192 bf16 matrices, best of several.
 
+TF32 is switched off explicitly (torch.backends.cuda.matmul.allow_tf32 = False,
+torch.backends.cudnn.allow_tf32 = False, float32 matmul precision "highest"): in a float32 run TF32
+would round GEMM inputs to 10 mantissa bits and the float32 reference would not be one.  It does not
+touch bf16 GEMMs; the JSON records the settings ("precision").  --only-pipeline (the float32
+exactness run of bench/gpu_bench.sh) runs (a) and its checks only: no hf_alt, no untimed pass of the
+other bare rule, no AutoTokenizer comparison, no (b), no (c).
+
 Output: one JSON (--json-out) with everything above and the per-sample NLLs keyed by sample id
 (bench/compare.py reads it together with kvprime's bench_seed JSON).
 
     python3 bench/hf_seed_baseline.py --model /tmp/mistral7b --data /tmp/bench.jsonl \
         --json-out /tmp/out/hf.json [--samples 256] [--time-budget-s 300]
+    python3 bench/hf_seed_baseline.py --model /tmp/mistral7b --data /tmp/bench.jsonl \
+        --json-out /tmp/out/hf_f32.json --dtype float32 --only-pipeline --samples 32
 """
 
 from __future__ import annotations
@@ -53,6 +76,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -109,17 +133,36 @@ def auto_tokenizer_agreement(hf: Any, model_dir: Path, tok: RawTok, texts: list[
     return {"checked": len(texts), "disagree": len(bad), "examples": bad[:3], "class": type(auto).__name__}
 
 
-def load_model(hf: Any, model_dir: Path) -> Any:
-    kw: dict[str, Any] = {"attn_implementation": "sdpa"}
-    kw["dtype" if int(hf.__version__.split(".")[0]) >= 5 else "torch_dtype"] = torch.bfloat16
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def set_precision() -> dict[str, Any]:
+    """TF32 off, explicitly (float32 GEMMs and convolutions in full float32); returns the settings."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:  # an unknown attribute raises AssertionError there, not AttributeError
+        bf16_rr = torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction
+    except (AssertionError, AttributeError):
+        bf16_rr = None
+    return {"cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            # not changed (the seed ran with torch's defaults); bf16 GEMMs only
+            "bf16_reduced_precision_reduction": bf16_rr}
+
+
+def load_model(hf: Any, model_dir: Path, dtype: torch.dtype = torch.bfloat16, attn: str = "sdpa") -> Any:
+    kw: dict[str, Any] = {"attn_implementation": attn}
+    kw["dtype" if int(hf.__version__.split(".")[0]) >= 5 else "torch_dtype"] = dtype
     try:
         model = hf.AutoModelForCausalLM.from_pretrained(str(model_dir), device_map=DEVICE, **kw)
     except Exception as exc:  # device_map needs accelerate on some versions: load on CPU, then move
         log(f"device_map='cuda' failed ({type(exc).__name__}: {exc}); loading on CPU and moving")
         model = hf.AutoModelForCausalLM.from_pretrained(str(model_dir), **kw).to(DEVICE)
     model.eval()
-    golden.check(next(model.parameters()).dtype == torch.bfloat16, "model is not bfloat16")
-    golden.check(model.config._attn_implementation == "sdpa", f"attention is {model.config._attn_implementation}")
+    golden.check(next(model.parameters()).dtype == dtype, f"model is {next(model.parameters()).dtype}, not {dtype}")
+    golden.check(model.config._attn_implementation == attn, f"attention is {model.config._attn_implementation}")
     return model
 
 
@@ -174,13 +217,13 @@ class SeedOnHF:
             out.append((torch.cat([k[:, :, :1, :], rot], dim=2), v))
         return self.c.make(out)
 
-    def score(self, cache: Any, ctx_len: int, q_ids: list[int], a_ids: list[int]) -> float:
+    def score(self, cache: Any, ctx_len: int, q_ids: list[int], a_ids: list[int], forwards: int = 0) -> float:
         """score_answer_with_cache on a deep copy (the seed's callers copied: its scoring extends
-        the cache it is given)."""
+        the cache it is given).  forwards: 2 or 1 (0: --score-forwards)."""
         work = self.c.clone(cache)
         a = self.ids_tensor(a_ids)
         nq, na = len(q_ids), len(a_ids)
-        if self.score_forwards == 2:  # the seed: query forward, then answer forward
+        if (forwards or self.score_forwards) == 2:  # the seed: query forward, then answer forward
             qo = self.model(input_ids=self.ids_tensor(q_ids), attention_mask=self.ones(ctx_len + nq),
                             past_key_values=work, use_cache=True, return_dict=True)
             ao = self.model(input_ids=a, attention_mask=self.ones(ctx_len + nq + na),
@@ -237,12 +280,53 @@ class SeedOnHF:
                 self.t["query_template"].format(query=s["query"]),
                 self.t["answer_template"].format(answer=s["answer"]))
 
+    def padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, attention_mask) [len(rows), longest], right-padded (with BOS: any valid id; masked).
+        Right padding keeps every real token's position (0, 1, ...) and, under the causal mask, the
+        keys it attends to: only the GEMM shapes and the attention kernel change."""
+        n = max(len(r) for r in rows)
+        ids = torch.full((len(rows), n), self.tok.bos_id, dtype=torch.int64)
+        mask = torch.zeros((len(rows), n), dtype=torch.int64)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r, dtype=torch.int64)
+            mask[i, :len(r)] = 1
+        return ids.to(self.dev), mask.to(self.dev)
+
+    def alt_chunk(self, chunk: list[dict[str, Any]], bare_rule: str) -> dict[str, dict[str, float]]:
+        """hf_alt for a few samples: {id: {"bare_alt", "primed_alt"}} (see the module docstring)."""
+        enc = []
+        for s in chunk:
+            prefix, doc, qp, ans = self.texts(s)
+            ids, b, _ = self.tok.joint(prefix, doc)
+            enc.append((s, self.bare_ids(bare_rule, doc, ids, b), ids, b,
+                        self.tok.encode(qp, False), self.tok.encode(ans, False)))
+        out: dict[str, dict[str, float]] = {str(s["id"]): {} for s, *_ in enc}
+        # bare: one cache-free forward of the whole sequence, batched
+        ids, mask = self.padded([bare + q + a for _, bare, _, _, q, a in enc])
+        logits = self.model(input_ids=ids, attention_mask=mask, use_cache=False, return_dict=True).logits
+        for i, (s, bare, _, _, q, a) in enumerate(enc):
+            a0 = len(bare) + len(q)
+            lp = torch.log_softmax(logits[i, a0:a0 + len(a) - 1, :].float(), dim=-1)
+            tgt = torch.tensor(a[1:], dtype=torch.int64, device=self.dev)
+            out[str(s["id"])]["bare_alt"] = float(-lp.gather(1, tgt[:, None]).mean())
+        del logits
+        # primed: batched joint prefill; each row's cache cut out, truncated, re-rotated, scored
+        ids, mask = self.padded([joint for _, _, joint, _, _, _ in enc])
+        cache = self.model(input_ids=ids, attention_mask=mask, use_cache=True, return_dict=True).past_key_values
+        kv = self.c.kv(cache)
+        for i, (s, _, joint, b, q, a) in enumerate(enc):
+            row = self.c.make([(k[i:i + 1, :, :len(joint), :], v[i:i + 1, :, :len(joint), :]) for k, v in kv])
+            doc_len = len(joint) - b
+            primed = self.reposition_with_bos(self.golden_seed.extract_and_truncate_cache_with_bos(row, doc_len), b - 1)
+            out[str(s["id"])]["primed_alt"] = self.score(primed, 1 + doc_len, q, a, forwards=3 - self.score_forwards)
+        return out
+
     def checks(self, s: dict[str, Any]) -> dict[str, Any]:
         """Structural checks on one sample (bench_seed's, so that a wrong HF side shows up as such):
         layer-0 keys of the corrected primed cache vs the bare cache (same ids; layer 0 sees no
         prefix, so only the re-rotation differs), and the cached bare NLL vs one forward over the
         identical ids.  bf16 bound 2e-2 relative, as bench_seed: one bf16 rounding of a rotation or
-        of matmul outputs of different shapes."""
+        of matmul outputs of different shapes; float32: 1e-5, as bench_seed."""
         prefix, doc, qp, ans = self.texts(s)
         ids, b, _ = self.tok.joint(prefix, doc)
         q_ids, a_ids = self.tok.encode(qp, False), self.tok.encode(ans, False)
@@ -259,7 +343,7 @@ class SeedOnHF:
         lp = torch.log_softmax(full.logits[0, a0:a0 + len(a_ids) - 1, :].float(), dim=-1)
         nll_full = float(-lp.gather(1, a[0, 1:, None]).mean())
         rel = abs(cached - nll_full) / max(abs(nll_full), 1e-12)
-        bound = 2e-2
+        bound = 1e-5 if next(self.model.parameters()).dtype == torch.float32 else 2e-2
         return {"sample": str(s["id"]), "bound": bound, "layer0_keys": layer0, "cached_vs_full": rel,
                 "nll_cached": cached, "nll_full": nll_full, "ok": layer0 < bound and rel < bound}
 
@@ -342,14 +426,32 @@ def main(argv: list[str] | None = None) -> int:
                          "of the joint encoding (build_matched_caches). The other rule's bare NLL is computed "
                          "afterwards, untimed, when time allows (nll.<id>.bare_alone / bare_joint)")
     ap.add_argument("--no-other-bare", action="store_true", help="skip the untimed pass of the other bare rule")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16",
+                    help="model dtype (float32: the exactness reference; the checkpoint's bf16 weights upcast)")
+    ap.add_argument("--attn", default="sdpa", help="attn_implementation (sdpa, eager)")
+    ap.add_argument("--no-alt", action="store_true", help="skip hf_alt (the second HF path, untimed)")
+    ap.add_argument("--alt-chunk", type=int, default=32, help="samples per batched forward of hf_alt")
     ap.add_argument("--batched", default="32x160,64x160", help="shapes of (b), BxT comma-separated ('' skips)")
     ap.add_argument("--skip-gemm", action="store_true")
+    ap.add_argument("--only-pipeline", action="store_true",
+                    help="(a) and its checks only: implies --no-alt --no-other-bare --batched '' --skip-gemm and "
+                         "no AutoTokenizer comparison (the float32 exactness run)")
     args = ap.parse_args(argv)
+    if args.only_pipeline:
+        args.no_alt, args.no_other_bare, args.batched, args.skip_gemm = True, True, "", True
+    golden.check(args.alt_chunk > 0, "--alt-chunk must be positive")
+    # Seconds the loop leaves for what follows it when --time-budget-s is given: checks and the JSON
+    # (10), hf_alt (~10-20 s for 256 samples of a 7B model), (b) and (c) (~30).
+    reserve_s = 10 + 20 * (not args.no_alt) + 30 * (bool(args.batched) or not args.skip_gemm)
+
+    def time_left() -> float:
+        return math.inf if args.time_budget_s <= 0 else args.time_budget_s - (time.time() - t_start)
 
     import tokenizers
     import transformers as hf
 
     golden.check(torch.cuda.is_available(), "CUDA is not available")
+    precision = set_precision()
     # Templates: kvprime's ExperimentConfig defaults, read from the header kvprime is built with.
     header = REPO / "include" / "kvprime" / "prime" / "experiment_config.h"
     cpp = golden.cpp_string_defaults(header)
@@ -358,9 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         if cpp.get(k) != v:
             log(f"WARNING: {header.name}: {k} = {cpp.get(k)!r}, make_seed_golden.py has {v!r}; using the header's")
 
-    log(f"torch {torch.__version__}, transformers {hf.__version__}, {torch.cuda.get_device_name()}")
+    log(f"torch {torch.__version__}, transformers {hf.__version__}, {torch.cuda.get_device_name()}, "
+        f"{args.dtype}, precision {precision}")
     t0 = time.time()
-    model = load_model(hf, args.model)
+    model = load_model(hf, args.model, DTYPES[args.dtype], args.attn)
     load_s = time.time() - t0
     torch.cuda.synchronize()
     weights_bytes = torch.cuda.memory_allocated()
@@ -369,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     head = model.get_output_embeddings()
     n_params_lm_head = int(head.weight.numel()) if head is not None else 0
     log(f"loaded {type(model).__name__} ({n_params / 1e9:.2f}B params, {n_params_linear / 1e9:.2f}B in "
-        f"linear layers) in {load_s:.1f}s, attention {model.config._attn_implementation}")
+        f"linear layers, {args.dtype}) in {load_s:.1f}s, attention {model.config._attn_implementation}")
 
     tok = RawTok(args.model, int(model.config.bos_token_id))
     seed = SeedOnHF(model, tok, golden.Caches(hf), templates, args.score_forwards)
@@ -386,8 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.synchronize()
         loop_start = time.perf_counter()
         for i, s in enumerate(samples):
-            # Keep ~40 s for (b), (c) and the JSON when a budget is given.
-            if args.time_budget_s > 0 and i > 0 and time.time() - t_start > args.time_budget_s - 40:
+            # Keep reserve_s for hf_alt, (b), (c) and the JSON when a budget is given.
+            if i > 0 and time_left() < reserve_s:
                 stopped_early = True
                 log(f"time budget: stopping after {i} of {len(samples)} samples")
                 break
@@ -401,6 +504,41 @@ def main(argv: list[str] | None = None) -> int:
         peak = torch.cuda.max_memory_allocated()
         checks = seed.checks(samples[0])
     n_done = len(lat_ms)
+    # hf_alt: the same NLLs by a second HF path that differs only in rounding (untimed; see the docstring).
+    alt = {"skipped": args.no_alt, "samples": 0, "stopped_early": False, "seconds": 0.0, "chunk": args.alt_chunk,
+           "score_forwards_primed": 3 - args.score_forwards,
+           "bare": "one cache-free forward of BOS + document + query + answer, right-padded batches",
+           "primed": "batched right-padded joint prefill, per-row cache cut out, truncated, re-rotated, "
+                     f"scored with {3 - args.score_forwards} forward(s)"}
+    if not args.no_alt:
+        t_alt = time.perf_counter()
+        keep = 10 + 30 * (bool(args.batched) or not args.skip_gemm)
+        with torch.no_grad():
+            for c0 in range(0, n_done, args.alt_chunk):
+                if time_left() < keep:
+                    alt["stopped_early"] = True
+                    log(f"time budget: hf_alt stops after {alt['samples']} of {n_done} samples")
+                    break
+                try:
+                    for i, v in seed.alt_chunk(samples[c0:min(c0 + args.alt_chunk, n_done)], args.bare_ids).items():
+                        nll[i].update(v)
+                        alt["samples"] += 1
+                except Exception as exc:  # noqa: BLE001 -- hf_alt must not cost the run its JSON;
+                    # the calibration is then missing or partial, and compare.py says so.
+                    alt["error"] = f"chunk {c0 // args.alt_chunk}: {type(exc).__name__}: {exc}"
+                    log(f"hf_alt failed, continuing without it: {alt['error']}\n{traceback.format_exc()}")
+                    torch.cuda.empty_cache()
+                    break
+            torch.cuda.synchronize()
+        alt["seconds"] = time.perf_counter() - t_alt
+        have = [v for v in nll.values() if "bare_alt" in v]
+        if have:
+            for key in ("bare", "primed"):
+                d = [abs(v[f"{key}_alt"] - v[key]) for v in have]
+                alt[f"{key}_max_abs"], alt[f"{key}_mean_abs"] = max(d), statistics.mean(d)
+            log(f"hf_alt: {alt['samples']} samples in {alt['seconds']:.1f}s; |alt - (a)|: bare max "
+                f"{alt['bare_max_abs']:.4f} mean {alt['bare_mean_abs']:.4f}, primed max {alt['primed_max_abs']:.4f} "
+                f"mean {alt['primed_mean_abs']:.4f}")
     for key in ("bare", "primed"):  # reported, not fatal: the JSON is still written, compare.py fails on it
         bad = [i for i, v in nll.items() if not math.isfinite(v[key])]
         if bad:
@@ -415,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         for s in samples[:n_done]:
             if not args.no_other_bare:
-                if args.time_budget_s > 0 and time.time() - t_start > args.time_budget_s - 40:
+                if time_left() < 10 + 30 * (bool(args.batched) or not args.skip_gemm):
                     other_stopped = True
                     break
                 x, differ = seed.bare_only(s, other)
@@ -454,7 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({other}): {other_done} samples, ids differ in {ids_differ}{' (stopped: time)' if other_stopped else ''}")
     log(f"    checks on {checks['sample']}: layer0_keys {checks['layer0_keys']:.3e}, cached_vs_full "
         f"{checks['cached_vs_full']:.3e} (bound {checks['bound']:.0e}) -> {'OK' if checks['ok'] else 'FAILED'}")
-    agreement = auto_tokenizer_agreement(hf, args.model, tok, texts[:300])
+    agreement = ({"checked": 0, "skipped": "--only-pipeline"} if args.only_pipeline
+                 else auto_tokenizer_agreement(hf, args.model, tok, texts[:300]))
     log(f"    AutoTokenizer vs tokenizer.json: {agreement}")
 
     # ---- (b) HF's batched forward ----
@@ -484,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
                      "tokenizers": tokenizers.__version__, "python": platform.python_version()},
         "gpu": torch.cuda.get_device_name(),
         "model": str(args.model), "model_class": type(model).__name__,
-        "dtype": "bfloat16", "attn_implementation": "sdpa", "load_s": load_s,
+        "dtype": args.dtype, "attn_implementation": args.attn, "precision": precision, "load_s": load_s,
+        "only_pipeline": args.only_pipeline,
         "n_params": n_params, "n_params_linear": n_params_linear, "n_params_lm_head": n_params_lm_head,
         "n_params_linear_counts": "weights of every torch.nn.Linear: q/k/v/o, gate/up/down of every layer, lm_head",
         "weights_bytes": weights_bytes,
@@ -493,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
                       "auto_tokenizer_agreement": agreement},
         "bare_ids": args.bare_ids,
         "seed_pipeline": pipeline,
+        "hf_alt": alt,
         "checks": checks,
         "batched_forward": batched,
         "gemm": gemm,

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -30,6 +31,36 @@ namespace {
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+
+// KVPRIME_PROFILE=1: where a run's time goes. Each mark waits for the device, so the phases are
+// real but the run is slower than without (no overlap of host and device work); off by default.
+class PhaseClock {
+ public:
+  explicit PhaseClock(at::Device device) : device_(device), on_(std::getenv("KVPRIME_PROFILE") != nullptr) {
+    last_ = now_s();
+  }
+  void mark(const char* phase) {
+    if (!on_) return;
+    if (device_.is_cuda()) at::zeros({1}, at::TensorOptions().device(device_)).cpu();  // waits
+    const double t = now_s();
+    total_[phase] += t - last_;
+    last_ = t;
+  }
+  void print() const {
+    if (!on_) return;
+    double all = 0;
+    for (const auto& [k, v] : total_) all += v;
+    std::fprintf(stderr, "kvprime profile (%.3f s):", all);
+    for (const auto& [k, v] : total_) std::fprintf(stderr, "  %s %.3f s (%.0f%%)", k.c_str(), v, 100 * v / all);
+    std::fprintf(stderr, "\n");
+  }
+
+ private:
+  at::Device device_;
+  bool on_;
+  double last_;
+  std::map<std::string, double> total_;
+};
 
 TokenIds concat(TokenIds a, const TokenIds& b) {
   a.insert(a.end(), b.begin(), b.end());
@@ -313,6 +344,7 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
   };
 
   const size_t B = static_cast<size_t>(std::max<int64_t>(1, spec_.batch));
+  PhaseClock clock(model_.device());
   for (size_t begin = 0; begin < usable.size(); begin += B) {
     const std::vector<size_t> chunk(usable.begin() + begin, usable.begin() + std::min(usable.size(), begin + B));
     for (const auto& c : spec_.conditions) {
@@ -330,8 +362,10 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
       const double tc = now_s();
       int64_t tokens = 0;
 
+      clock.mark("other");
       std::vector<ConditionLayout> lay;
       for (const auto& j : jobs) lay.push_back(impl.layout(c, j.i, j.passage));
+      clock.mark("tokenize");
 
       // ---- build ----
       // Plain bare and primed caches stay one batched cache from the build forward to the score
@@ -340,11 +374,14 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
       std::vector<KVCache> caches;
       std::vector<at::Tensor> hidden;
       const bool primed = c.prefix.kind != PrefixKind::None;
+      // A bare cache that nothing edits is scored in the forward that builds it (score_full_batch:
+      // the same K/V, one forward instead of two, no cache held).
+      const bool direct = !primed && !c.roundtrip_noise;
+      std::vector<TokenIds> bare_rows;
       if (!primed) {
-        std::vector<TokenIds> rows;
-        for (const auto& L : lay) rows.push_back(concat(L.prefix_ids, L.doc_ids));
-        for (const auto& r : rows) tokens += static_cast<int64_t>(r.size());
-        batched = prefill_batch(model_, rows);
+        for (const auto& L : lay) bare_rows.push_back(concat(L.prefix_ids, L.doc_ids));
+        for (const auto& r : bare_rows) tokens += static_cast<int64_t>(r.size());
+        if (!direct) batched = prefill_batch(model_, bare_rows);
       } else if (c.context == ContextMode::Full) {
         for (const auto& L : lay) {
           TokenIds ids = concat(L.prefix_ids, L.doc_ids);
@@ -385,6 +422,7 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         for (auto& k : caches) k = apply_rope_roundtrip_noise(k, *c.roundtrip_noise, model_);
       }
 
+      clock.mark("build");
       // ---- bare caches of the same document ids: for mixing, and for the divergence measure ----
       const bool mixes = c.keys == CacheSource::Bare || c.values == CacheSource::Bare || c.value_alpha;
       std::vector<std::optional<KVCache>> bare(jobs.size());
@@ -439,16 +477,17 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         }
       }
 
+      clock.mark("mix");
       // ---- score ----
       std::vector<AnswerScore> scores;
-      if (batched) {
+      if (direct || batched) {
         std::vector<TokenIds> qs, as;
         for (const auto& j : jobs) {
           qs.push_back(impl.query_ids[j.i]);
           as.push_back(impl.answer_ids[j.i]);
           tokens += static_cast<int64_t>(qs.back().size() + as.back().size());
         }
-        scores = score_batch(model_, *batched, qs, as);
+        scores = direct ? score_full_batch(model_, bare_rows, qs, as) : score_batch(model_, *batched, qs, as);
       } else {
         std::vector<ScoreRequest> reqs;
         for (size_t k = 0; k < jobs.size(); ++k) {
@@ -478,6 +517,7 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         }
       }
 
+      clock.mark("score");
       // ---- store (one transaction per chunk and condition: all candidates of a sample at once) ----
       const double per = (now_s() - tc) / static_cast<double>(jobs.size());
       std::vector<ResultRow> rows;
@@ -499,7 +539,7 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         r.prefix_tokens = static_cast<int64_t>(L.prefix_ids.size()) - 1;
         r.doc_tokens = static_cast<int64_t>(L.doc_ids.size());
         // A batched row's compact length: BOS + document (its valid slots).
-        r.cache_len = batched ? 1 + static_cast<int64_t>(L.doc_ids.size()) : caches[k].length();
+        r.cache_len = direct || batched ? 1 + static_cast<int64_t>(L.doc_ids.size()) : caches[k].length();
         r.prefix_text = L.prefix_text;
         r.seconds = per;
         if (measure[k])
@@ -525,6 +565,7 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         return sum;
       }
       store.put(rows);
+      clock.mark("store");
       for (const auto& r : rows) done.insert({r.sample_id, r.condition});
       sum.rows_computed += n_samples_todo;
       sum.tokens += tokens;
@@ -534,6 +575,7 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
   progress.finish();
   store.mark_finished();
   sum.seconds = now_s() - t0;
+  clock.print();
   return sum;
 }
 

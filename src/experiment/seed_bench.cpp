@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -149,6 +150,47 @@ int run_seed_bench(const SeedBenchOptions& o) {
     sync(model);
     seed_s = now_s() - t0;
   }
+  // Where a batch-1 sample's time goes: each step timed to completion (synchronised), median of
+  // up to 8 samples, and the bare forwards alone (prefill of the document, the query+answer step).
+  json latency = json::object();
+  if (n_seed > 0) {
+    std::map<std::string, std::vector<double>> steps;
+    auto timed = [&](const char* name, auto&& f) {
+      sync(model);
+      const double a = now_s();
+      auto r = f();
+      sync(model);
+      steps[name].push_back(1e3 * (now_s() - a));
+      return r;
+    };
+    for (size_t i = 0; i < std::min<size_t>(n_seed, 8); ++i) {
+      const BenchSample& s = samples[i];
+      const std::string d = format_template(cfg.document_template, {{"document", s.passage}});
+      const std::string p = format_template(cfg.query_template, {{"query", s.query}});
+      BuiltCache b = timed("build_bare", [&] { return primer.build_kv_cache(d); });
+      timed("score_bare", [&] { return score_answer_with_cache(primer, b.cache, b.length, p, s.answer); });
+      TruncatedCache t = timed("build_primed", [&] { return primer.build_truncated_kv_cache_corrected(s.surrogate, s.passage); });
+      timed("score_primed", [&] { return score_answer_with_cache(primer, t.cache, t.keep_len, p, s.answer); });
+      TokenIds ids = primer.tokenize_with_bos(d);
+      const int64_t T = static_cast<int64_t>(ids.size());
+      at::Tensor it = at::empty({1, T}, at::kLong);
+      for (int64_t k = 0; k < T; ++k) it[0][k] = ids[static_cast<size_t>(k)];
+      timed("forward_only_prefill", [&] {
+        KVCache c = model.new_cache(1);
+        ForwardOptions fo;
+        fo.logits = LogitsMode::None;
+        model.forward(it, at::arange(T, at::kLong).unsqueeze(0), c, fo);
+        return 0;
+      });
+    }
+    std::printf("batch-1 steps (median ms):");
+    for (auto& [name, v] : steps) {
+      std::sort(v.begin(), v.end());
+      latency[name] = v[v.size() / 2];
+      std::printf("  %s %.1f", name.c_str(), v[v.size() / 2]);
+    }
+    std::printf("\n");
+  }
 
   // ---- timings: the standard two-condition experiment through the runner ----
   std::string out_dir = o.out_dir;
@@ -201,12 +243,52 @@ int run_seed_bench(const SeedBenchOptions& o) {
                 1e3 * secs / static_cast<double>(run.samples), static_cast<double>(run.samples) / secs,
                 static_cast<double>(run.tokens) / secs);
   }
-  const Variant& best = *std::min_element(variants.begin(), variants.end(),
+  const Variant best = *std::min_element(variants.begin(), variants.end(),
                                           [](const Variant& a, const Variant& b) { return a.seconds < b.seconds; });
+  {
+    // One more run of the fastest chunk size with the runner's phase profile (KVPRIME_PROFILE:
+    // synchronises at every phase, so it is not one of the timed runs).
+    setenv("KVPRIME_PROFILE", "1", 1);
+    const std::string toml = "[experiment]\nname = \"bench-profile\"\nmodel = " +
+        json(fs::absolute(o.model_dir).string()).dump() + "\ndataset = " + json(fs::absolute(o.data).string()).dump() +
+        "\ndtype = " + json(o.dtype).dump() + "\ndevice = " + json(o.device).dump() +
+        "\nsamples = " + std::to_string(o.samples) + "\nbatch = " + std::to_string(best.batch) +
+        "\nout = " + json(out_dir + "/profile").dump() + "\ndivergence_samples = 0\n"
+        "[[condition]]\nname = \"bare\"\n[[condition]]\nname = \"primed\"\nprefix = \"surrogate\"\n"
+        "prefix_template = " + json(surrogate_as_prefix).dump() + "\n";
+    ExperimentSpec spec = parse_experiment(toml, "kvprime bench (generated)", "/");
+    ExperimentRunner runner(spec, model, tok, read_dataset(spec.dataset, dataset_options_for(spec)));
+    RunOptions ro;
+    ro.progress = false;
+    ro.new_run = true;
+    runner.run(ro);
+    unsetenv("KVPRIME_PROFILE");
+  }
   const RunSummary& run = best.run;
   const double pipe_s = best.seconds;
   const int64_t peak = best.peak;
   const double n_pipe = static_cast<double>(run.samples);
+
+  // The model's raw forward on the shape HF's batched forward is timed with (32 x 160 random
+  // ids, no padding, logits at every position as HF computes them): best of 3 after a warm-up.
+  double raw_tok_s = 0;
+  if (model.device().is_cuda()) {
+    const int64_t RB = 32, RT = 160;
+    auto g = at::make_generator<at::CPUGeneratorImpl>(1234);
+    at::Tensor ids = at::randint(0, model.config().vocab_size, {RB, RT}, g, at::kLong);
+    at::Tensor pos = at::arange(RT, at::kLong).repeat({RB, 1});
+    double best_s = 1e30;
+    for (int rep = 0; rep < 4; ++rep) {
+      KVCache c = model.new_cache(RB);
+      sync(model);
+      const double a = now_s();
+      model.forward(ids, pos, c);
+      sync(model);
+      if (rep > 0) best_s = std::min(best_s, now_s() - a);
+    }
+    raw_tok_s = static_cast<double>(RB * RT) / best_s;
+    std::printf("raw forward 32x160 (all logits): %.1f ms, %.0f tok/s\n", 1e3 * best_s, raw_tok_s);
+  }
 
   // Linear-layer parameters a token goes through (q/k/v/o, gate/up/down in every layer; the
   // lm_head only runs on scored answer positions and is left out): FLOPs ~ 2 x this x tokens.
@@ -230,11 +312,12 @@ int run_seed_bench(const SeedBenchOptions& o) {
            {"gpu_peak_memory_bytes", peak}, {"n_params_linear", n_linear},
            {"checks", {{"sample", s0.id}, {"bound", bound}, {"cached_vs_full", cached_vs_full}, {"layer0_keys", layer0},
                        {"score_mutates", mutated}, {"nll_cached", nll_cached}, {"nll_full", nll_full}}},
-           {"seed_loop", {{"samples", n_seed}, {"seconds", seed_s},
+           {"seed_loop", {{"samples", n_seed}, {"seconds", seed_s}, {"steps_ms", latency},
                           {"ms_per_sample", n_seed ? 1e3 * seed_s / static_cast<double>(n_seed) : 0.0}}},
            {"pipeline", {{"samples", run.samples}, {"seconds", pipe_s}, {"samples_per_s", n_pipe / pipe_s},
                          {"tokens", run.tokens}, {"tokens_per_s", static_cast<double>(run.tokens) / pipe_s},
                          {"batch", best.batch}, {"store", best.store}}},
+           {"raw_forward_32x160_tokens_per_s", raw_tok_s},
            {"nll", nll}};
     for (const Variant& v : variants)
       r["pipeline_variants"].push_back({{"batch", v.batch}, {"seconds", v.seconds}, {"tokens", v.run.tokens},

@@ -19,6 +19,31 @@ void check_request(const KVCache& cache, const TokenIds& answer_ids, const char*
             "NLL is averaged over the answer tokens after the first, so it needs at least 2");
 }
 
+// logits [N, V] float32 at the scored positions (answer tokens after the first, row by row),
+// target [N] the answer tokens they predict -> one AnswerScore per answer. One host copy.
+std::vector<AnswerScore> scores_from_logits(const at::Tensor& logits, const at::Tensor& target,
+                                            const std::vector<TokenIds>& answer_ids) {
+  at::Tensor picked = at::log_softmax(logits, -1)
+                          .gather(1, compat::to_device(target, logits.device()).unsqueeze(1))
+                          .squeeze(1)
+                          .to(at::kDouble)
+                          .cpu();  // the one synchronisation
+  const double* pv = picked.data_ptr<double>();
+  std::vector<AnswerScore> out(answer_ids.size());
+  int64_t n = 0;
+  for (size_t b = 0; b < answer_ids.size(); ++b) {
+    AnswerScore& s = out[b];
+    s.n_scored = static_cast<int64_t>(answer_ids[b].size()) - 1;
+    double sum = 0;
+    for (int64_t i = 0; i < s.n_scored; ++i, ++n) {
+      s.token_nll.push_back(-pv[n]);
+      sum += -pv[n];
+    }
+    s.nll = sum / static_cast<double>(s.n_scored);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<AnswerScore> score_batch(const Model& model, const KVCache& cache,
@@ -93,26 +118,53 @@ std::vector<AnswerScore> score_batch(const Model& model, const KVCache& cache,
                                compat::to_device(causal, dev).unsqueeze(0).expand({B, T, T})}, 2);
   }
   KVCache work = cache;  // shallow; update_cache = false leaves it as it is anyway
-  at::Tensor logits = model.forward(ids, pos, work, opt);  // [N, V] float32
-  at::Tensor picked = at::log_softmax(logits, -1)
-                          .gather(1, compat::to_device(target, dev).unsqueeze(1))
-                          .squeeze(1)
-                          .to(at::kDouble)
-                          .cpu();  // the one synchronisation
-  const double* pv = picked.data_ptr<double>();
-  std::vector<AnswerScore> out(static_cast<size_t>(B));
+  return scores_from_logits(model.forward(ids, pos, work, opt), target, answer_ids);
+}
+
+std::vector<AnswerScore> score_full_batch(const Model& model, const std::vector<TokenIds>& contexts,
+                                          const std::vector<TokenIds>& query_ids,
+                                          const std::vector<TokenIds>& answer_ids) {
+  const int64_t B = static_cast<int64_t>(contexts.size());
+  KVP_CHECK(B > 0, "score_full_batch: no rows");
+  KVP_CHECK(static_cast<int64_t>(query_ids.size()) == B && static_cast<int64_t>(answer_ids.size()) == B,
+            "score_full_batch: ", B, " contexts but ", query_ids.size(), " queries and ",
+            answer_ids.size(), " answers; give one of each per row");
+  int64_t T = 0, N = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    KVP_CHECK(!contexts[b].empty(), "score_full_batch: context ", b, " is empty; it starts with BOS");
+    const int64_t na = static_cast<int64_t>(answer_ids[b].size());
+    KVP_CHECK(na >= 2, "score_answer: the answer of row ", b, " has ", na, " token(s); the NLL is "
+              "averaged over the answer tokens after the first, so it needs at least 2");
+    T = std::max<int64_t>(T, static_cast<int64_t>(contexts[b].size() + query_ids[b].size()) + na);
+    N += na - 1;
+  }
+  at::Tensor ids = at::zeros({B, T}, at::kLong), real = at::zeros({B, T}, at::kLong);
+  at::Tensor rows = at::empty({N}, at::kLong), target = at::empty({N}, at::kLong);
+  auto* ip = ids.data_ptr<int64_t>();
+  auto* rp = real.data_ptr<int64_t>();
+  auto* row = rows.data_ptr<int64_t>();
+  auto* tg = target.data_ptr<int64_t>();
   int64_t n = 0;
   for (int64_t b = 0; b < B; ++b) {
-    AnswerScore& s = out[static_cast<size_t>(b)];
-    s.n_scored = static_cast<int64_t>(answer_ids[b].size()) - 1;
-    double sum = 0;
-    for (int64_t i = 0; i < s.n_scored; ++i, ++n) {
-      s.token_nll.push_back(-pv[n]);
-      sum += -pv[n];
+    int64_t t = 0;
+    for (const TokenIds* part : {&contexts[b], &query_ids[b], &answer_ids[b]})
+      for (int32_t id : *part) ip[b * T + t++] = id;
+    for (int64_t i = 0; i < t; ++i) rp[b * T + i] = 1;
+    const int64_t before = static_cast<int64_t>(contexts[b].size() + query_ids[b].size());
+    const TokenIds& a = answer_ids[b];
+    for (size_t i = 1; i < a.size(); ++i, ++n) {
+      row[n] = b * T + before + static_cast<int64_t>(i) - 1;
+      tg[n] = a[i];
     }
-    s.nll = sum / static_cast<double>(s.n_scored);
   }
-  return out;
+  ForwardOptions opt;
+  opt.logits = LogitsMode::Rows;
+  opt.logits_rows = rows;
+  opt.attention_mask = real;
+  opt.update_cache = false;
+  KVCache none = model.new_cache(B);
+  return scores_from_logits(model.forward(ids, at::arange(T, at::kLong).repeat({B, 1}), none, opt),
+                            target, answer_ids);
 }
 
 AnswerScore score_answer(const Model& model, const KVCache& cache, const TokenIds& query_ids,

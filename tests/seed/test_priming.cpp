@@ -233,6 +233,54 @@ TEST_P(Priming, BatchedBuildAndScoreEqualOneAtATime) {
   }
 }
 
+// The batched forms kept batched (right-padded rows, prefix slots cut by validity): every row,
+// compacted, equals the one-at-a-time cache, and scoring the batch directly equals scoring rows.
+TEST_P(Priming, BatchedCachesScoredDirectlyEqualOneAtATime) {
+  std::vector<TokenIds> prefixes, docs, queries, answers;
+  for (int i = 0; i < 3; ++i) {
+    prefixes.push_back(cat_ids({bos_}, random_ids(2 + 3 * i, 70 + i)));  // 2, 5, 8 prefix tokens
+    docs.push_back(random_ids(9 - 2 * i, 80 + i));                       // 9, 7, 5 document tokens
+    queries.push_back(random_ids(1 + i, 90 + i));
+    answers.push_back(random_ids(5 - i, 100 + i));
+  }
+  for (bool correct : {true, false}) {
+    PrimeOptions po;
+    po.correct_rope = correct;
+    KVCache batch = build_primed_batch(*model_, prefixes, docs, po);
+    std::vector<AnswerScore> direct = score_batch(*model_, batch, queries, answers);
+    for (int i = 0; i < 3; ++i) {
+      KVCache one = build_primed_cache(*model_, prefixes[i], docs[i], po), row = cache_row(batch, i);
+      ASSERT_EQ(row.length(), one.length()) << i;
+      EXPECT_TRUE(at::equal(row.positions(), one.positions())) << i;
+      for (int64_t il : {int64_t{0}, one.n_layer() - 1}) {
+        EXPECT_LT(max_rel_diff(row.key(il), one.key(il)), kF32Tol) << i << " layer " << il;
+        EXPECT_LT(max_rel_diff(row.value(il), one.value(il)), kF32Tol) << i << " layer " << il;
+      }
+      // The seed's query position is the compact cache's length, also for uncorrected caches.
+      ScoreOptions so;
+      so.start_position = one.length();
+      const double expect = score_answer(*model_, one, queries[i], answers[i], so).nll;
+      EXPECT_NEAR(direct[i].nll, expect, kF32Tol * std::abs(expect)) << i << (correct ? "" : " uncorrected");
+      EXPECT_EQ(direct[i].n_scored, static_cast<int64_t>(answers[i].size()) - 1);
+    }
+  }
+  // Bare: one forward of context ++ query ++ answer equals build + score.
+  std::vector<TokenIds> contexts;
+  for (const auto& d : docs) contexts.push_back(cat_ids({bos_}, d));
+  std::vector<AnswerScore> full = score_full_batch(*model_, contexts, queries, answers);
+  KVCache bare = prefill_batch(*model_, contexts);
+  std::vector<AnswerScore> via_cache = score_batch(*model_, bare, queries, answers);
+  for (int i = 0; i < 3; ++i) {
+    const double expect = score_answer(*model_, prefill(*model_, contexts[i]), queries[i], answers[i]).nll;
+    EXPECT_NEAR(full[i].nll, expect, kF32Tol * std::abs(expect)) << i;
+    EXPECT_NEAR(via_cache[i].nll, expect, kF32Tol * std::abs(expect)) << i;
+    ASSERT_EQ(full[i].token_nll.size(), answers[i].size() - 1);
+  }
+  // Mismatched inputs are errors, not garbage.
+  EXPECT_THROW(score_batch(*model_, bare, {queries[0]}, {answers[0]}), Error);
+  EXPECT_THROW(score_full_batch(*model_, contexts, queries, {answers[0], answers[1], {answers[2][0]}}), Error);
+}
+
 TEST_P(Priming, PmiIsConditionalMinusBosOnly) {
   KVCache cache = prefill(*model_, cat_ids({bos_}, random_ids(10, 60)));
   KVCache bos = bos_only_cache(*model_, bos_);

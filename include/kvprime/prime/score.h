@@ -70,6 +70,15 @@ std::vector<AnswerScore> score_batch(const Model& model, const KVCache& cache,
                                      const std::vector<TokenIds>& answer_ids,
                                      const BatchScoreOptions& options = {});
 
+// Scoring without keeping a cache: row b is ONE forward of contexts[b] ++ query_ids[b] ++
+// answer_ids[b] (contexts start with BOS). Causal attention makes the context's K/V exactly those
+// prefill(contexts[b]) would store, so this equals score_answer(prefill(contexts[b]), ...) to
+// float rounding, with one forward instead of two and no cache held. Rows are right-padded, so
+// the forward is plain causal attention (no mask).
+std::vector<AnswerScore> score_full_batch(const Model& model, const std::vector<TokenIds>& contexts,
+                                          const std::vector<TokenIds>& query_ids,
+                                          const std::vector<TokenIds>& answer_ids);
+
 // A cache holding only BOS (the PMI baseline's context).
 KVCache bos_only_cache(const Model& model, int32_t bos_id);
 
