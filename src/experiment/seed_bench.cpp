@@ -145,10 +145,21 @@ int run_seed_bench(const SeedBenchOptions& o) {
   if (n_seed > 0) {
     seed_sample(samples[0]);  // warm-up
     sync(model);
+    std::vector<double> per;  // each sample ends in a host copy of its NLLs: host time is exact
     t0 = now_s();
-    for (size_t i = 0; i < n_seed; ++i) seed_sample(samples[i]);
+    for (size_t i = 0; i < n_seed; ++i) {
+      const double a = now_s();
+      seed_sample(samples[i]);
+      per.push_back(1e3 * (now_s() - a));
+    }
     sync(model);
     seed_s = now_s() - t0;
+    std::vector<double> sorted = per;
+    std::sort(sorted.begin(), sorted.end());
+    std::printf("seed loop per sample (ms): min %.1f median %.1f max %.1f; first 8:", sorted.front(),
+                sorted[sorted.size() / 2], sorted.back());
+    for (size_t i = 0; i < std::min<size_t>(8, per.size()); ++i) std::printf(" %.1f", per[i]);
+    std::printf("\n");
   }
   // Where a batch-1 sample's time goes: each step timed to completion (synchronised), median of
   // up to 8 samples, and the bare forwards alone (prefill of the document, the query+answer step).
@@ -238,6 +249,11 @@ int run_seed_bench(const SeedBenchOptions& o) {
     const double secs = now_s() - t0;
     variants.push_back({batch, run, secs, compat::cuda_peak_allocated_bytes(model.device()),
                         spec.store_path(), spec.name});
+    // One more run with the runner's phase profile (KVPRIME_PROFILE synchronises at every
+    // phase, so it is not the timed run).
+    setenv("KVPRIME_PROFILE", "1", 1);
+    runner.run(ro);
+    unsetenv("KVPRIME_PROFILE");
     std::printf("pipeline, chunks of %ld: %ld samples, %.2f ms/sample, %.1f samples/s, %.0f tok/s\n",
                 static_cast<long>(batch), static_cast<long>(run.samples),
                 1e3 * secs / static_cast<double>(run.samples), static_cast<double>(run.samples) / secs,
@@ -245,25 +261,6 @@ int run_seed_bench(const SeedBenchOptions& o) {
   }
   const Variant best = *std::min_element(variants.begin(), variants.end(),
                                           [](const Variant& a, const Variant& b) { return a.seconds < b.seconds; });
-  {
-    // One more run of the fastest chunk size with the runner's phase profile (KVPRIME_PROFILE:
-    // synchronises at every phase, so it is not one of the timed runs).
-    setenv("KVPRIME_PROFILE", "1", 1);
-    const std::string toml = "[experiment]\nname = \"bench-profile\"\nmodel = " +
-        json(fs::absolute(o.model_dir).string()).dump() + "\ndataset = " + json(fs::absolute(o.data).string()).dump() +
-        "\ndtype = " + json(o.dtype).dump() + "\ndevice = " + json(o.device).dump() +
-        "\nsamples = " + std::to_string(o.samples) + "\nbatch = " + std::to_string(best.batch) +
-        "\nout = " + json(out_dir + "/profile").dump() + "\ndivergence_samples = 0\n"
-        "[[condition]]\nname = \"bare\"\n[[condition]]\nname = \"primed\"\nprefix = \"surrogate\"\n"
-        "prefix_template = " + json(surrogate_as_prefix).dump() + "\n";
-    ExperimentSpec spec = parse_experiment(toml, "kvprime bench (generated)", "/");
-    ExperimentRunner runner(spec, model, tok, read_dataset(spec.dataset, dataset_options_for(spec)));
-    RunOptions ro;
-    ro.progress = false;
-    ro.new_run = true;
-    runner.run(ro);
-    unsetenv("KVPRIME_PROFILE");
-  }
   const RunSummary& run = best.run;
   const double pipe_s = best.seconds;
   const int64_t peak = best.peak;
