@@ -2,6 +2,9 @@
 
 #include <ATen/detail/CUDAHooksInterface.h>
 
+#include <cstdlib>
+#include <string>
+
 #if KVPRIME_WITH_CUDA_KERNELS
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
@@ -17,6 +20,13 @@ at::Tensor to_device(const at::Tensor& t, at::Device device) {
   if (device.is_cuda() && t.device().is_cpu())
     return t.contiguous().pin_memory().to(device, /*non_blocking=*/true);
   return t.to(device);
+}
+
+void avoid_per_shape_attention_compilation() {
+#if KVPRIME_HAS_SDPA_CUDNN
+  const char* keep = std::getenv("KVPRIME_CUDNN_ATTENTION");
+  if (keep == nullptr || std::string(keep) != "1") at::globalContext().setSDPUseCuDNN(false);
+#endif
 }
 
 int64_t cuda_peak_allocated_bytes(at::Device device) {

@@ -35,6 +35,7 @@ Model Model::load(const std::string& dir, const LoadOptions& options) {
   m.config_ = load_model_config(dir);
   m.dtype_ = options.dtype;
   m.device_ = options.device;
+  if (m.device_.is_cuda()) compat::avoid_per_shape_attention_compilation();
   KVP_CHECK(m.dtype_ == at::kFloat || m.dtype_ == at::kBFloat16 || m.dtype_ == at::kHalf,
             "model dtype must be float32, bfloat16 or float16, got ", dtype_name(m.dtype_));
 

@@ -21,6 +21,14 @@
 #define KVPRIME_HAS_SDPA_GQA 0
 #endif
 
+// The cuDNN backend of scaled_dot_product_attention (and the switch to turn it off) exists from
+// PyTorch 2.4.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define KVPRIME_HAS_SDPA_CUDNN 1
+#else
+#define KVPRIME_HAS_SDPA_CUDNN 0
+#endif
+
 namespace kvprime::compat {
 
 // True when this LibTorch can run CUDA tensors (built with CUDA and a device is present).
@@ -31,6 +39,13 @@ int cuda_device_count();
 // non-blocking copy: a copy from pageable memory makes the host wait for the stream to drain,
 // which would serialise every forward's inputs with the previous forward's kernels.
 at::Tensor to_device(const at::Tensor& t, at::Device device);
+
+// Keeps scaled_dot_product_attention off its cuDNN backend (flash / memory-efficient kernels
+// instead), process-wide, unless KVPRIME_CUDNN_ATTENTION=1. cuDNN builds an execution graph for
+// every new attention shape: measured on an H200 (PyTorch 2.11), a batch-1 sample of new lengths
+// took 250 ms to 1.9 s against 50 ms once its shapes had been seen, and every chunk of an
+// experiment has new lengths. Called by Model::load for CUDA models.
+void avoid_per_shape_attention_compilation();
 
 // Peak bytes held by LibTorch's CUDA caching allocator on `device` since the last reset
 // (-1 when this build cannot tell: no CUDA kernels build, or not a CUDA device).
