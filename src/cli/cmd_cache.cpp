@@ -19,21 +19,6 @@ namespace kvprime::cli {
 
 namespace {
 
-// tokenizer.json of a checkpoint directory, or the file itself.
-Tokenizer load_tokenizer(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::string file = path, config;
-  if (fs::is_directory(path)) {
-    file = path + "/tokenizer.json";
-    if (fs::exists(path + "/tokenizer_config.json")) config = path + "/tokenizer_config.json";
-  } else if (fs::exists(fs::path(path).parent_path() / "tokenizer_config.json")) {
-    config = (fs::path(path).parent_path() / "tokenizer_config.json").string();
-  }
-  KVP_CHECK(fs::exists(file), "no tokenizer at '", file, "'; give a checkpoint directory holding "
-            "tokenizer.json or the tokenizer.json file itself");
-  return Tokenizer::from_file(file, config);
-}
-
 std::string json_str(const std::string& s) { return nlohmann::json(s).dump(); }
 
 }  // namespace
@@ -49,7 +34,7 @@ Action add_tokenize(CLI::App& app) {
   app.add_flag("--no-special", a->no_special, "do not add special tokens (BOS)");
   app.add_flag("--json", a->json, "print ids, tokens and byte offsets as JSON");
   return [a]() {
-    Tokenizer tok = load_tokenizer(a->tokenizer);
+    Tokenizer tok = Tokenizer::from_checkpoint(a->tokenizer);
     Encoding e = tok.encode_with_offsets(a->text, !a->no_special);
     if (a->json) {
       nlohmann::json j{{"ids", e.ids}, {"tokens", e.tokens}, {"offsets", e.offsets}};
@@ -96,7 +81,7 @@ Action add_cache(CLI::App& app) {
       lo.dtype = parse_dtype(b->model.dtype, "--dtype");
       lo.device = parse_device(b->model.device, "--device");
       Model m = Model::load(b->model.model_dir, lo);
-      Tokenizer tok = load_tokenizer(b->model.model_dir);
+      Tokenizer tok = Tokenizer::from_checkpoint(b->model.model_dir);
       ExperimentConfig cfg;
       Primer primer(m, tok, cfg);
       KVP_CHECK(!b->passage.empty(), "--passage: the document is empty");
@@ -128,7 +113,7 @@ Action add_cache(CLI::App& app) {
                 << "batch x len  " << c.batch() << " x " << c.length() << "\n";
       for (const auto& [k, v] : l.user_metadata) std::cout << "meta         " << k << " = " << json_str(v) << "\n";
       std::optional<Tokenizer> tok;
-      if (!inspect_tok->empty()) tok = load_tokenizer(*inspect_tok);
+      if (!inspect_tok->empty()) tok = Tokenizer::from_checkpoint(*inspect_tok);
       for (int64_t b2 = 0; b2 < c.batch(); ++b2) {
         auto pos = c.positions()[b2], ids = c.token_ids()[b2], valid = c.valid()[b2];
         std::cout << "row " << b2 << ": slot position token" << (tok ? " text" : "") << "\n";

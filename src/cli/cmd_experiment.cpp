@@ -23,9 +23,7 @@ Loaded load_for(const ExperimentSpec& spec) {
   LoadOptions lo;
   lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
   lo.device = parse_device(spec.device, spec.source + ": experiment.device");
-  const std::string cfg = spec.model + "/tokenizer_config.json";
-  Tokenizer tok = Tokenizer::from_file(spec.model + "/tokenizer.json",
-                                       std::ifstream(cfg).good() ? cfg : std::string());
+  Tokenizer tok = Tokenizer::from_checkpoint(spec.model);
   return {Model::load(spec.model, lo), std::move(tok)};
 }
 

@@ -594,9 +594,7 @@ RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options)
   lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
   lo.device = parse_device(spec.device, spec.source + ": experiment.device");
   Model model = Model::load(spec.model, lo);
-  const std::string tok_cfg = spec.model + "/tokenizer_config.json";
-  Tokenizer tok = Tokenizer::from_file(spec.model + "/tokenizer.json",
-                                       std::ifstream(tok_cfg).good() ? tok_cfg : std::string());
+  Tokenizer tok = Tokenizer::from_checkpoint(spec.model);
   std::vector<Sample> samples = read_dataset(spec.dataset, dataset_options_for(spec));
   ExperimentRunner runner(spec, model, tok, std::move(samples));
   return runner.run(options);

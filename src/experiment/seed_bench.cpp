@@ -93,7 +93,7 @@ int run_seed_bench(const SeedBenchOptions& o) {
   lo.device = parse_device(o.device, "--device");
   double t0 = now_s();
   Model model = Model::load(o.model_dir, lo);
-  Tokenizer tok = Tokenizer::from_file(o.model_dir + "/tokenizer.json");
+  Tokenizer tok = Tokenizer::from_checkpoint(o.model_dir);
   const double load_s = now_s() - t0;
   ExperimentConfig cfg;
   Primer primer(model, tok, cfg);

@@ -76,6 +76,16 @@ std::optional<std::string> token_content(const json& cfg, const char* key) {
 
 }  // namespace
 
+Tokenizer Tokenizer::from_checkpoint(const std::string& path) {
+  namespace fs = std::filesystem;
+  const bool dir = fs::is_directory(path);
+  const std::string file = dir ? (fs::path(path) / "tokenizer.json").string() : path;
+  KVP_CHECK(fs::exists(file), "no tokenizer at '", file, "'; give a checkpoint directory holding "
+            "tokenizer.json or the tokenizer.json file itself");
+  const fs::path config = (dir ? fs::path(path) : fs::path(path).parent_path()) / "tokenizer_config.json";
+  return from_file(file, fs::exists(config) ? config.string() : std::string());
+}
+
 Tokenizer Tokenizer::from_file(const std::string& tokenizer_json, const std::string& config) {
   std::string text = read_text_file(tokenizer_json, "tokenizer.json");
   std::string cfg_text;

@@ -1,10 +1,13 @@
 // Running an experiment: every (sample, condition) scored once, batched, stored as it is computed.
 //
-// Per chunk of `batch` samples and per condition, the caches of all pending samples are built in
-// batched forwards (build_primed_caches / prefill_batch; block-masked builds one row at a time),
-// mixed with the matching bare caches where the condition says so, and scored in one batched
-// forward (score_answers). The rows of a chunk are written in one transaction, so an interrupted
-// run loses at most the chunk in flight, and a re-run skips every (sample, condition) stored.
+// Samples are ordered by passage length (so a chunk pads little) and cut into chunks of `batch`.
+// Per chunk and condition: a plain bare condition is scored in the forward that builds it
+// (score_full_batch); a plain primed one is built as one batched cache (build_primed_batch) and
+// scored directly (score_batch); block-masked and full-context builds go one row at a time, and
+// conditions that mix with the bare cache split the batch into rows (score_answers). The rows of
+// a chunk are written in one transaction, so an interrupted run loses at most the chunk in flight,
+// and a re-run skips every (sample, condition) stored. KVPRIME_PROFILE=1 prints where the time
+// went (synchronising at each phase).
 #pragma once
 
 #include <cstdint>

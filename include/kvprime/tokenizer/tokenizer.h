@@ -50,6 +50,10 @@ class Tokenizer {
   // tokenizer_json: path of a tokenizer.json. config: "" (none), a tokenizer_config.json path, or a
   // directory holding one (a directory without it is fine).
   static Tokenizer from_file(const std::string& tokenizer_json, const std::string& config = "");
+  // A checkpoint's tokenizer: `path` is a checkpoint directory (its tokenizer.json and, when
+  // present, tokenizer_config.json) or a tokenizer.json file (with the tokenizer_config.json next to
+  // it, when present). A missing tokenizer.json is an error naming the path.
+  static Tokenizer from_checkpoint(const std::string& path);
   // The same from JSON text (config_json may be empty). `origin` names the source in errors.
   static Tokenizer from_json(std::string_view tokenizer_json, std::string_view config_json = {},
                              const std::string& origin = "<memory>");
