@@ -6,6 +6,8 @@
 // SVG plots for the HTML -> JSON summary and CSVs from the same data.
 #include "kvprime/analysis/report.h"
 
+#include "kvprime/core/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -617,39 +619,6 @@ json ranking_json(const Ranking& r) {
 // ---------------------------------------------------------------------------------------------
 // Files
 
-void write_atomically(const std::string& path, const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  KVP_CHECK(fd >= 0, "write_report: cannot create '", tmp, "': ", std::strerror(errno),
-            "; check that the output directory is writable");
-  auto fail = [&](const char* what) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    KVP_FAIL("write_report: ", what, " '", tmp, "' failed: ", std::strerror(err),
-             "; check free disk space and permissions of the output directory");
-  };
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail("writing");
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) fail("flushing");
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    KVP_FAIL("write_report: closing '", tmp, "' failed: ", std::strerror(err),
-             "; check free disk space of the output directory");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    KVP_FAIL("write_report: cannot rename '", tmp, "' to '", path, "': ", std::strerror(err),
-             "; check that '", path, "' is not a directory");
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -1405,10 +1374,10 @@ void write_report(const Report& report, const std::string& out_dir) {
   KVP_CHECK(!ec, "write_report: cannot create the output directory '", out_dir, "': ",
             ec.message(), "; choose a writable location");
   const std::filesystem::path dir(out_dir);
-  write_atomically((dir / "report.md").string(), report.markdown);
-  write_atomically((dir / "report.html").string(), report.html);
-  write_atomically((dir / "results.csv").string(), report.csv_rows);
-  write_atomically((dir / "summary.csv").string(), report.csv_summary);
+  write_file_atomically((dir / "report.md").string(), report.markdown, "write_report");
+  write_file_atomically((dir / "report.html").string(), report.html, "write_report");
+  write_file_atomically((dir / "results.csv").string(), report.csv_rows, "write_report");
+  write_file_atomically((dir / "summary.csv").string(), report.csv_summary, "write_report");
 }
 
 }  // namespace kvprime

@@ -3,6 +3,8 @@
 // all validation happens in open(), so tensor() can trust the header.
 #include "kvprime/io/safetensors.h"
 
+#include "kvprime/core/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -184,14 +186,6 @@ TensorInfo parse_entry(const std::string& name, const json& v, const std::string
   return info;
 }
 
-std::string hint_for_write_error(int err) {
-  if (err == ENOSPC || err == EDQUOT)
-    return "the disk is full or over quota; free space or save somewhere else";
-  if (err == EFBIG)
-    return "the file is larger than allowed (ulimit -f or the filesystem's maximum file size); "
-           "raise the limit or save somewhere else";
-  return "check the disk and that the location is writable";
-}
 
 }  // namespace
 
@@ -461,37 +455,6 @@ std::string Checkpoint::fingerprint() const {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-namespace {
-
-// The temporary file of one save: closed and removed unless the save completes.
-struct PendingFile {
-  std::string path;
-  int fd = -1;
-  bool committed = false;
-  ~PendingFile() {
-    if (fd >= 0) ::close(fd);
-    if (!committed) ::unlink(path.c_str());
-  }
-};
-
-void write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (n > 0) {
-    // Large single writes are capped by the kernel anyway; loop over short writes and EINTR.
-    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t{1} << 30));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const int err = w < 0 ? errno : EIO;
-      KVP_FAIL("cannot write safetensors file '", path, "': ", std::strerror(err), "; ",
-               hint_for_write_error(err));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-}  // namespace
-
 void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
@@ -539,39 +502,12 @@ void save_safetensors(const std::string& path,
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t header_len = text.size();
 
-  PendingFile tmp;
-  tmp.path = path + ".tmp";
-  tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (tmp.fd < 0) {
-    // Nothing was created, so there is nothing to remove (and a foreign file must not be).
-    tmp.committed = true;
-    KVP_FAIL(where, ": cannot create '", tmp.path, "': ", std::strerror(errno),
-             "; check that the directory exists and is writable");
-  }
-  write_all(tmp.fd, &header_len, 8, tmp.path);  // little-endian host, see static_assert
-  write_all(tmp.fd, text.data(), text.size(), tmp.path);
+  AtomicFile file(path, where);
+  file.write(&header_len, 8);  // little-endian host, see static_assert
+  file.write(text.data(), text.size());
   for (const at::Tensor& c : cpu)
-    if (c.numel() > 0) write_all(tmp.fd, c.data_ptr(), c.numel() * c.element_size(), tmp.path);
-  // fsync before rename: otherwise a crash could leave `path` naming a file whose data never
-  // reached the disk. close() can report deferred write errors (NFS), so check it too.
-  if (::fsync(tmp.fd) != 0) {
-    const int err = errno;
-    KVP_FAIL(where, ": flushing '", tmp.path, "' to disk failed: ", std::strerror(err), "; ",
-             hint_for_write_error(err));
-  }
-  const int fd = tmp.fd;
-  tmp.fd = -1;
-  if (::close(fd) != 0) {
-    const int err = errno;
-    KVP_FAIL(where, ": closing '", tmp.path, "' failed: ", std::strerror(err), "; ",
-             hint_for_write_error(err));
-  }
-  if (std::rename(tmp.path.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    KVP_FAIL(where, ": cannot rename '", tmp.path, "' to '", path, "': ", std::strerror(err),
-             "; check that the target is not a directory and the location is writable");
-  }
-  tmp.committed = true;
+    if (c.numel() > 0) file.write(c.data_ptr(), c.numel() * c.element_size());
+  file.commit();
 }
 
 }  // namespace kvprime

@@ -161,6 +161,7 @@ std::vector<KVCache> build_primed_caches(const Model& model, const std::vector<T
                                          const PrimeOptions& options, int64_t max_batch) {
   KVP_CHECK(prefixes.size() == docs.size(), "build_primed_caches: ", prefixes.size(),
             " prefixes for ", docs.size(), " documents; give one prefix per document");
+  KVP_CHECK(!docs.empty(), "build_primed_caches: no documents");
   const size_t N = docs.size();
   const size_t chunk = max_batch > 0 ? std::min<size_t>(static_cast<size_t>(max_batch), N) : N;
   std::vector<KVCache> out;
