@@ -829,6 +829,7 @@ struct Tables {
   std::vector<std::pair<Score, Table>> main_tables, detail_tables;  // per Analysis::scores
   std::vector<std::pair<Score, Table>> ranking_tables;
   Table div_table;  // empty without divergences
+  Table failures;   // no rows without failures
 };
 
 Tables make_tables(const Analysis& a) {
@@ -844,6 +845,15 @@ Tables make_tables(const Analysis& a) {
   Table& div_table = tables.div_table;
   Table& run_table = tables.run_table;
   auto& big_meta = tables.big_meta;
+
+  tables.failures.caption = std::to_string(in.failures.size()) +
+                            " score(s) came out NaN or infinite: they are not results and are in no "
+                            "statistic below (a failed sample drops out of its pairs)";
+  tables.failures.header = {"sample", "condition", "candidate", "what", "detail"};
+  for (const auto& f : in.failures)
+    tables.failures.rows.push_back({name_cell(f.sample_id), name_cell(f.condition),
+                                    text_cell(f.candidate < 0 ? "own" : std::to_string(f.candidate)),
+                                    text_cell(f.what), name_cell(f.detail)});
   const auto& [scores, comparisons, rankings, divergence, sample_ids] =
       std::tie(a.scores, a.comparisons, a.rankings, a.divergence, a.sample_ids);
 
@@ -1078,6 +1088,10 @@ std::string markdown_report(const Analysis& a, const Tables& tables,
     md += "</pre>\n\n";
   }
   md += "Plots: see report.html.\n\n";
+  if (!tables.failures.rows.empty()) {
+    md += "## Failed scores\n\n";
+    md += render_markdown(tables.failures);
+  }
   for (size_t i = 0; i < scores.size(); ++i) {
     md += std::string("## ") + (scores[i] == Score::Nll ? "Answer NLL" : "PMI") +
           " against the baseline\n\n";
@@ -1157,6 +1171,9 @@ std::string html_report(const Analysis& a, const Tables& tables,
     html += "<details><summary>" + xml_escape(key) + "</summary><pre>" + xml_escape(text) +
             "</pre></details>\n";
   html += "</section>\n";
+  if (!tables.failures.rows.empty())
+    html += "<section id=\"failures\">\n<h2>Failed scores</h2>\n" + render_html(tables.failures) +
+            "</section>\n";
   for (size_t i = 0; i < scores.size(); ++i) {
     const bool nll = scores[i] == Score::Nll;
     html += std::string("<section id=\"") + score_key(scores[i]) + "\">\n<h2>" +
@@ -1234,6 +1251,13 @@ json summary_json(const Analysis& a, const Notes& notes) {
   for (const auto& d : divergence)
     summary["divergence"].push_back(
         {{"condition", d.condition}, {"key", d.key}, {"value", d.value}});
+  summary["failures"] = json::array();
+  for (const auto& f : in.failures)
+    summary["failures"].push_back({{"sample_id", f.sample_id},
+                                   {"condition", f.condition},
+                                   {"candidate", f.candidate},
+                                   {"what", f.what},
+                                   {"detail", f.detail}});
   summary["notes"] = notes.texts();
   return summary;
 }

@@ -1,18 +1,21 @@
 #include "kvprime/cache/cache_file.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "kvprime/core/dtype.h"
 #include "kvprime/core/error.h"
+#include "kvprime/core/hash.h"
+#include "kvprime/core/version.h"
 #include "kvprime/io/safetensors.h"
 
 namespace kvprime {
 namespace {
 
 constexpr const char* kFormat = "kvprime.kvcache";
-constexpr const char* kFormatVersion = "1";
+constexpr const char* kFormatVersion = "2";
 constexpr const char* kUserPrefix = "user.";
 
 std::string layer_name(const char* kv, int64_t il) { return std::string(kv) + "." + std::to_string(il); }
@@ -42,6 +45,22 @@ int64_t meta_int(const std::map<std::string, std::string>& m, const std::string&
 
 }  // namespace
 
+std::string cache_checksum(const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  std::vector<const std::pair<std::string, at::Tensor>*> order;
+  for (const auto& t : tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  uint64_t h = fnv1a64("kvprime.kvcache checksum v1");
+  for (const auto* nt : order) {
+    const at::Tensor t = nt->second.contiguous().cpu();
+    std::string head = nt->first + '\0' + dtype_name(t.scalar_type());
+    for (int64_t d : t.sizes()) head += "," + std::to_string(d);
+    h = fnv1a64(head + '\0', h);
+    if (t.numel() > 0)
+      h = fnv1a64(std::string_view(static_cast<const char*>(t.data_ptr()), t.nbytes()), h);
+  }
+  return "fnv1a64:" + hex64(h);
+}
+
 void save_cache(const std::string& path, const KVCache& cache,
                 const std::map<std::string, std::string>& user_metadata) {
   KVP_CHECK(cache.n_layer() > 0, "save_cache('", path, "'): the cache has no layers");
@@ -57,6 +76,7 @@ void save_cache(const std::string& path, const KVCache& cache,
       {"dtype", dtype_name(cache.dtype())},
       {"batch", std::to_string(cache.batch())},
       {"length", std::to_string(cache.length())},
+      {"kvprime_version", kVersion},
   };
   for (const auto& [k, v] : user_metadata) {
     KVP_CHECK(!k.empty(), "save_cache('", path, "'): empty user metadata key");
@@ -72,6 +92,7 @@ void save_cache(const std::string& path, const KVCache& cache,
   tensors.emplace_back("token_ids", cache.token_ids());
   // BOOL is read inconsistently across safetensors implementations: store 0/1 as int64.
   tensors.emplace_back("valid", cache.valid().to(at::kLong));
+  m["checksum"] = cache_checksum(tensors);
   save_safetensors(path, tensors, m);
 }
 
@@ -121,6 +142,16 @@ LoadedCache load_cache(const std::string& path, at::Device device) {
             " but metadata says batch ", batch, ", length ", length);
   KVP_CHECK(((valid_i == 0) | (valid_i == 1)).all().item<bool>(), "cache file '", path,
             "': 'valid' holds values other than 0/1");
+  {
+    // Last: the structural errors above say more about an edited file than a checksum would.
+    const std::string& stored = meta(m, "checksum", path);
+    std::vector<std::pair<std::string, at::Tensor>> all;
+    for (const TensorInfo& info : f.tensors()) all.emplace_back(info.name, f.tensor(info.name));
+    const std::string computed = cache_checksum(all);
+    KVP_CHECK(stored == computed, "cache file '", path, "' is corrupted: its data's checksum is ",
+              computed, " but the file says ", stored,
+              " (damaged disk or copy, or an edited file); rebuild the cache");
+  }
   LoadedCache out{KVCache::from_tensors(id, std::move(keys), std::move(values), std::move(positions),
                                         std::move(token_ids), valid_i.to(at::kBool),
                                         "cache file '" + path + "'"),

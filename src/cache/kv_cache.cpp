@@ -130,6 +130,18 @@ KVCache KVCache::from_tensors(ModelIdentity model, std::vector<at::Tensor> keys,
   return c;
 }
 
+at::Tensor KVCache::nonfinite_rows() const {
+  at::Tensor bad = at::zeros({batch_}, at::TensorOptions().dtype(at::kBool).device(device_));
+  if (length() == 0) return bad;
+  for (size_t il = 0; il < keys_.size(); ++il)
+    for (const at::Tensor* t : {&keys_[il], &values_[il]}) {
+      // [B, H, S, D] -> [B, S]: a slot is bad when any head/element of it is not finite.
+      at::Tensor slot_bad = at::logical_not(at::isfinite(*t)).any(3).any(1);
+      bad = bad | (slot_bad & valid_).any(1);
+    }
+  return bad;
+}
+
 KVCache KVCache::clone() const {
   KVCache c;
   c.model_ = model_;

@@ -98,6 +98,11 @@ Action add_cache(CLI::App& app) {
         meta["prefix_token_len"] = std::to_string(t.prefix_token_len);
         meta["rope_corrected"] = b->no_correct ? "false" : "true";
       }
+      // A cache with NaN/inf would score garbage wherever it is used: refuse to write it.
+      KVP_CHECK(!cache.nonfinite_rows().any().item<bool>(), "cache build: the cache of --passage holds "
+                "NaN or infinity in its keys/values (", dtype_name(cache.dtype()), " overflow? damaged "
+                "weights in ", b->model.model_dir, "?); nothing was written to ", b->out,
+                ". Try --dtype float32, or check the checkpoint");
       save_cache(b->out, cache, meta);
       std::cout << "kvprime cache build: " << cache.length() << " slots, " << cache.n_layer()
                 << " layers -> " << b->out << "\n";
@@ -110,7 +115,14 @@ Action add_cache(CLI::App& app) {
                 << "layers       " << c.n_layer() << "  kv heads " << c.model().n_head_kv << "  head_dim "
                 << c.model().head_dim << "\n"
                 << "dtype        " << dtype_name(c.dtype()) << "\n"
-                << "batch x len  " << c.batch() << " x " << c.length() << "\n";
+                << "batch x len  " << c.batch() << " x " << c.length() << "\n"
+                << "checksum     verified\n";
+      const at::Tensor bad = c.nonfinite_rows().cpu();
+      std::string bad_rows;
+      for (int64_t r = 0; r < c.batch(); ++r)
+        if (bad[r].item<bool>()) bad_rows += (bad_rows.empty() ? "" : ", ") + std::to_string(r);
+      std::cout << "values       " << (bad_rows.empty() ? "all finite" : "NaN/inf in the valid slots of row(s) " + bad_rows)
+                << "\n";
       for (const auto& [k, v] : l.user_metadata) std::cout << "meta         " << k << " = " << json_str(v) << "\n";
       std::optional<Tokenizer> tok;
       if (!inspect_tok->empty()) tok = Tokenizer::from_checkpoint(*inspect_tok);

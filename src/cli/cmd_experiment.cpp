@@ -39,7 +39,8 @@ Action add_run(CLI::App& app) {
   app.add_option("experiment", a->toml, "experiment TOML file")->required()->check(CLI::ExistingFile);
   app.add_flag("--new-run", a->new_run,
                "start over although results of another configuration are stored (they are archived, not deleted)");
-  app.add_option("--samples", a->samples, "override experiment.samples (0: all); part of the run's identity");
+  app.add_option("--samples", a->samples, "override experiment.samples (0: all); part of the run's identity")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("-q,--quiet", a->quiet, "no progress bar");
   return [a]() {
     ExperimentSpec spec = load_experiment(a->toml);
@@ -56,6 +57,10 @@ Action add_run(CLI::App& app) {
               << " tokens/s)";
     if (s.skipped_samples) std::cout << "; " << s.skipped_samples << " samples skipped (one-token answers)";
     std::cout << "\n  results: " << spec.store_path() << "\n";
+    if (s.failures)
+      std::cerr << "kvprime run: warning: " << s.failures << " score(s) of this run came out NaN or "
+                << "infinite; they are stored as failures, listed in the report and left out of "
+                << "every statistic\n";
     if (s.interrupted) return 1;
     write_experiment_report(spec);
     std::cout << "  report:  " << spec.out << "/report.md, report.html, results.csv, summary.csv\n";

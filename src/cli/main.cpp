@@ -30,6 +30,20 @@ int main(int argc, char** argv) {
   reg("bench", "The seed pipeline's checks and timings (batch-1 seed loop, batched experiment) on a checkpoint",
       kvprime::cli::add_bench);
 
+  // CLI11 answers an unknown command with "A subcommand is required": name it and list the commands.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const auto& [sub, action] : actions) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::cerr << "kvprime: error: unknown command '" << argv[1] << "'; the commands are " << names
+                << " (kvprime --help)\n";
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -517,21 +517,62 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
         }
       }
 
+      // ---- NaN/inf: in a cache's valid slots, in the scored logits, in the NLL ----
+      // Such a score is a failure (stored apart, reported with its sample and condition), never a
+      // result that a mean would silently absorb. One host copy for the cache check.
+      std::vector<bool> cache_bad(jobs.size(), false);
+      {
+        at::Tensor bad;
+        if (batched) bad = batched->nonfinite_rows();
+        else if (!caches.empty()) {
+          std::vector<at::Tensor> per_row;
+          for (const auto& k : caches) per_row.push_back(k.nonfinite_rows());
+          bad = at::cat(per_row);
+        }
+        if (bad.defined()) {
+          bad = bad.cpu();
+          for (size_t k = 0; k < jobs.size(); ++k) cache_bad[k] = bad[static_cast<int64_t>(k)].item<bool>();
+        }
+      }
+
       clock.mark("score");
       // ---- store (one transaction per chunk and condition: all candidates of a sample at once) ----
       const double per = (now_s() - tc) / static_cast<double>(jobs.size());
       std::vector<ResultRow> rows;
+      std::vector<FailureRow> failures;
       for (size_t k = 0; k < jobs.size(); ++k) {
         const size_t i = jobs[k].i;
         const ConditionLayout& L = lay[k];
+        const AnswerScore& sc = scores[k];
+        std::string what, detail;
+        if (cache_bad[k]) {
+          what = "cache";
+          detail = "NaN or infinity in the keys/values of a valid cache slot (overflow in the "
+                   "model's dtype? damaged weights?)";
+        } else if (sc.nonfinite_logit_rows > 0) {
+          what = "logits";
+          detail = "the logits of " + std::to_string(sc.nonfinite_logit_rows) + " of " +
+                   std::to_string(sc.n_scored) + " scored positions hold NaN or infinity";
+        } else if (!std::isfinite(sc.nll)) {
+          what = "nll";
+          detail = "the answer NLL is " + std::to_string(sc.nll);
+        } else if (c.target == ScoreTarget::Pmi && !std::isfinite(pmi_baseline.at(i))) {
+          what = "baseline_nll";
+          detail = "the NLL given a BOS-only cache (the PMI baseline) is " +
+                   std::to_string(pmi_baseline.at(i));
+        }
+        if (!what.empty()) {
+          failures.push_back({samples_[i].id, static_cast<int64_t>(i), c.name, jobs[k].candidate, what, detail});
+          continue;
+        }
         ResultRow r;
         r.sample_id = samples_[i].id;
         r.sample_index = static_cast<int64_t>(i);
         r.condition = c.name;
         r.candidate = jobs[k].candidate;
-        r.nll = scores[k].nll;
-        r.n_scored = scores[k].n_scored;
-        r.token_nll = scores[k].token_nll;
+        r.nll = sc.nll;
+        r.n_scored = sc.n_scored;
+        r.token_nll = sc.token_nll;
         if (c.target == ScoreTarget::Pmi) {
           r.baseline_nll = pmi_baseline.at(i);
           r.pmi = r.nll - pmi_baseline.at(i);
@@ -548,25 +589,38 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
       }
       if (options.stop_after_rows > 0 && sum.rows_computed + n_samples_todo > options.stop_after_rows) {
         // Testing hook: store whole samples up to the limit, then stop as a killed run would.
-        std::vector<ResultRow> keep;
         std::set<std::string> ids;
-        for (auto& r : rows) {
-          if (!ids.count(r.sample_id) &&
+        for (const auto& j : jobs) {
+          if (!ids.count(samples_[j.i].id) &&
               sum.rows_computed + static_cast<int64_t>(ids.size()) >= options.stop_after_rows)
             break;
-          ids.insert(r.sample_id);
-          keep.push_back(std::move(r));
+          ids.insert(samples_[j.i].id);
         }
-        store.put(keep);
+        std::vector<ResultRow> keep;
+        std::vector<FailureRow> keep_failed;
+        for (auto& r : rows)
+          if (ids.count(r.sample_id)) keep.push_back(std::move(r));
+        for (auto& f : failures)
+          if (ids.count(f.sample_id)) keep_failed.push_back(std::move(f));
+        store.put(keep, keep_failed);
         sum.rows_computed += static_cast<int64_t>(ids.size());
         sum.interrupted = true;
         progress.finish();
         sum.seconds = now_s() - t0;
         return sum;
       }
-      store.put(rows);
+      store.put(rows, failures);
       clock.mark("store");
       for (const auto& r : rows) done.insert({r.sample_id, r.condition});
+      for (const auto& f : failures) {
+        done.insert({f.sample_id, f.condition});
+        if (options.progress)
+          std::fprintf(stderr, "\nkvprime run: sample '%s' (#%ld), condition '%s'%s: %s: not a result, "
+                       "stored as a failure\n", f.sample_id.c_str(), static_cast<long>(f.sample_index),
+                       f.condition.c_str(), f.candidate >= 0 ? (", candidate " + std::to_string(f.candidate)).c_str() : "",
+                       f.detail.c_str());
+      }
+      sum.failures += static_cast<int64_t>(failures.size());
       sum.rows_computed += n_samples_todo;
       sum.tokens += tokens;
       progress.update(n_samples_todo, tokens);
@@ -574,6 +628,7 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
   }
   progress.finish();
   store.mark_finished();
+  sum.failures = store.info().failures;  // this call's and earlier calls' (a resume skips them)
   sum.seconds = now_s() - t0;
   clock.print();
   return sum;
@@ -626,6 +681,8 @@ nlohmann::json write_experiment_report(const ExperimentSpec& spec, int64_t run_i
       ++div_n[r.condition];
     }
   }
+  for (const FailureRow& f : store.failures())
+    in.failures.push_back({f.sample_id, f.condition, f.candidate, f.what, f.detail});
   for (const auto& name : in.conditions) {
     auto it = div_sum.find(name);
     if (it == div_sum.end()) continue;

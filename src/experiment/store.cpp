@@ -21,7 +21,8 @@ constexpr int64_t kApplicationId = 0x6B767072;  // "kvpr": `file` and sqlite3 sh
 constexpr int kBusyTimeoutMs = 30000;
 constexpr const char* kNow = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
-// Schema version 1. A change to it means kSchemaVersion + 1 and a migration from every older one.
+// Schema version 2 (kSchema + kFailuresTable). A change to it means kSchemaVersion + 1 and a
+// migration from every older one (migrate() below).
 constexpr const char* kSchema = R"sql(
 CREATE TABLE kvprime_meta (           -- what this file is: format, schema_version, created_by
   key   TEXT PRIMARY KEY,
@@ -56,6 +57,21 @@ CREATE TABLE results (
   prefix_text   TEXT NOT NULL,
   seconds       REAL NOT NULL,
   extra         TEXT,                 -- JSON; NULL for none
+  stored_at     TEXT NOT NULL,
+  PRIMARY KEY (run_id, sample_id, condition, candidate)
+);
+)sql";
+
+// Version 2: scores that came out NaN/inf are kept here, not in results (never averaged in).
+constexpr const char* kFailuresTable = R"sql(
+CREATE TABLE failures (
+  run_id        INTEGER NOT NULL REFERENCES runs (run_id),
+  sample_id     TEXT NOT NULL,
+  condition     TEXT NOT NULL,
+  candidate     INTEGER NOT NULL,
+  sample_index  INTEGER NOT NULL,
+  what          TEXT NOT NULL,        -- cache, logits, nll, baseline_nll
+  detail        TEXT NOT NULL,
   stored_at     TEXT NOT NULL,
   PRIMARY KEY (run_id, sample_id, condition, candidate)
 );
@@ -136,8 +152,9 @@ std::vector<std::string> table_names(const sql::Db& db) {
 }
 
 // Checks that `db` is a kvprime results store of a schema this build reads; creates the schema in
-// an empty database when `writable`.
-void check_or_init(const sql::Db& db, bool writable) {
+// an empty database when `writable`, and migrates an older schema when `writable`. Returns the
+// schema version the file has now (an older one only when read-only).
+int check_or_init(const sql::Db& db, bool writable) {
   const std::string& label = db.label();
   std::vector<std::string> tables = table_names(db);  // the first read: a non-database fails here
   if (tables.empty()) {
@@ -148,6 +165,7 @@ void check_or_init(const sql::Db& db, bool writable) {
     sql::Transaction t(db);
     if (table_names(db).empty()) {  // another process may have created it meanwhile
       db.exec(kSchema, "creating the schema");
+      db.exec(kFailuresTable, "creating the failures table");
       sql::Stmt ins(db, "INSERT INTO kvprime_meta (key, value) VALUES (?, ?)");
       const std::pair<const char*, std::string> meta[] = {
           {"format", kFormat}, {"schema_version", std::to_string(ResultStore::kSchemaVersion)},
@@ -190,7 +208,19 @@ void check_or_init(const sql::Db& db, bool writable) {
   KVP_CHECK(v <= ResultStore::kSchemaVersion, label, ": written by a newer kvprime (schema version ", v,
             ", this kvprime ", kVersion, " reads up to ", ResultStore::kSchemaVersion,
             "); upgrade kvprime to read or extend it");
-  KVP_CHECK(v == ResultStore::kSchemaVersion, label, ": schema version ", v,
+  if (v == 1 && writable) {
+    // 1 -> 2: the failures table. Another process may migrate at the same time: re-check inside
+    // the transaction.
+    sql::Transaction t(db);
+    bool has = false;
+    for (const auto& name : table_names(db)) has |= name == "failures";
+    if (!has) db.exec(kFailuresTable, "migrating schema 1 -> 2 (creating the failures table)");
+    db.exec("UPDATE kvprime_meta SET value = '2' WHERE key = 'schema_version'",
+            "migrating schema 1 -> 2 (schema_version)");
+    t.commit();
+    v = 2;
+  }
+  KVP_CHECK(v == ResultStore::kSchemaVersion || !writable, label, ": schema version ", v,
             " has no migration to version ", ResultStore::kSchemaVersion, "; start a new store");
   if (writable) {
     sql::Stmt st(db, "PRAGMA journal_mode = WAL");
@@ -199,6 +229,7 @@ void check_or_init(const sql::Db& db, bool writable) {
               "'); this file system does not support it (network file system?): put the store on a "
               "local disk");
   }
+  return static_cast<int>(v);
 }
 
 const char* kRowColumns =
@@ -218,11 +249,13 @@ void check_row(const ResultRow& r, size_t i, const std::string& label) {
   KVP_CHECK(!r.condition.empty(), where, ": condition is empty");
   KVP_CHECK(r.candidate >= ResultRow::kPlain, where, ": candidate is ", r.candidate,
             "; expected -1 (the sample's passage) or an irrelevant passage's index >= 0");
-  KVP_CHECK(!std::isnan(r.nll), where, ": nll is NaN; the store keeps numbers only (SQLite would "
-            "turn NaN into NULL) — find where the score broke (float16 overflow? an empty answer?)");
-  KVP_CHECK(!r.pmi || !std::isnan(*r.pmi), where, ": pmi is NaN; leave it empty when there is none");
-  KVP_CHECK(!r.baseline_nll || !std::isnan(*r.baseline_nll), where,
-            ": baseline_nll is NaN; leave it empty when there is none");
+  KVP_CHECK(std::isfinite(r.nll), where, ": nll is ", r.nll, "; a result is a finite number (a NaN "
+            "or an infinite score goes into put()'s failures, so that it is reported and never "
+            "averaged in)");
+  KVP_CHECK(!r.pmi || std::isfinite(*r.pmi), where, ": pmi is ", r.pmi.value_or(0),
+            "; leave it empty when there is none, store a failure when it broke");
+  KVP_CHECK(!r.baseline_nll || std::isfinite(*r.baseline_nll), where, ": baseline_nll is ",
+            r.baseline_nll.value_or(0), "; leave it empty when there is none, store a failure when it broke");
   KVP_CHECK(!std::isnan(r.seconds), where, ": seconds is NaN");
   KVP_CHECK(r.n_scored >= 0 && r.prefix_tokens >= 0 && r.doc_tokens >= 0 && r.cache_len >= 0 &&
                 r.sample_index >= 0,
@@ -234,9 +267,20 @@ void check_row(const ResultRow& r, size_t i, const std::string& label) {
             "; give one NLL per scored token, or none");
 }
 
+void check_failure(const FailureRow& f, size_t i, const std::string& label) {
+  const std::string where = label + ": put(): failure " + std::to_string(i) + " " +
+                            row_key(f.sample_id, f.condition, f.candidate);
+  KVP_CHECK(!f.sample_id.empty(), where, ": sample_id is empty");
+  KVP_CHECK(!f.condition.empty(), where, ": condition is empty");
+  KVP_CHECK(f.candidate >= ResultRow::kPlain, where, ": candidate is ", f.candidate,
+            "; expected -1 (the sample's passage) or an irrelevant passage's index >= 0");
+  KVP_CHECK(f.sample_index >= 0, where, ": negative sample_index ", f.sample_index);
+  KVP_CHECK(!f.what.empty(), where, ": what is empty; say what was not finite (cache, logits, nll)");
+}
+
 RunInfo read_run(sql::Stmt& st) {
   // Columns: run_id, name, status, created_at, finished_at, archived_at, kvprime_version,
-  //          config_json, config_hash, rows
+  //          config_json, config_hash, rows, failures
   RunInfo r;
   r.run_id = st.col_int(0);
   r.name = st.col_text(1);
@@ -249,13 +293,19 @@ RunInfo read_run(sql::Stmt& st) {
   r.config = json::parse(st.col_text(7), nullptr, /*allow_exceptions=*/false);
   r.config_hash = st.col_text(8);
   r.rows = st.col_int(9);
+  r.failures = st.col_int(10);
   return r;
 }
 
-constexpr const char* kRunSelect =
-    "SELECT r.run_id, r.name, r.status, r.created_at, r.finished_at, r.archived_at, "
-    "r.kvprime_version, r.config_json, r.config_hash, "
-    "(SELECT count(*) FROM results x WHERE x.run_id = r.run_id) FROM runs r ";
+// The runs query; a version-1 file read without migrating has no failures table.
+std::string run_select(int schema_version) {
+  return std::string(
+             "SELECT r.run_id, r.name, r.status, r.created_at, r.finished_at, r.archived_at, "
+             "r.kvprime_version, r.config_json, r.config_hash, "
+             "(SELECT count(*) FROM results x WHERE x.run_id = r.run_id), ") +
+         (schema_version >= 2 ? "(SELECT count(*) FROM failures f WHERE f.run_id = r.run_id)" : "0") +
+         " FROM runs r ";
+}
 
 }  // namespace
 
@@ -269,6 +319,7 @@ struct ResultStore::Impl {
   sql::Db db;
   int64_t run_id = 0;
   bool read_only = false;
+  int schema_version = ResultStore::kSchemaVersion;
 
   void require_writable(const char* what) const {
     KVP_CHECK(!read_only, db.label(), ": ", what, "() on a store opened read-only (open_readonly); "
@@ -299,7 +350,8 @@ ResultStore ResultStore::open(const std::string& path, const std::string& run_na
   auto impl = std::make_unique<Impl>(Impl{sql::Db::open(path, label, false), 0, false});
   const sql::Db& db = impl->db;
   db.busy_timeout(kBusyTimeoutMs);
-  check_or_init(db, /*writable=*/true);
+  impl->schema_version = check_or_init(db, /*writable=*/true);
+  const std::string select_runs = run_select(impl->schema_version);
   db.exec("PRAGMA synchronous = FULL", "setting synchronous = FULL");
   db.exec("PRAGMA foreign_keys = ON", "enabling foreign keys");
 
@@ -315,7 +367,7 @@ ResultStore ResultStore::open(const std::string& path, const std::string& run_na
   sql::Transaction t(db);
   std::optional<RunInfo> current;
   {
-    sql::Stmt st(db, std::string(kRunSelect) + "WHERE r.name = ? AND r.archived_at IS NULL");
+    sql::Stmt st(db, select_runs + "WHERE r.name = ? AND r.archived_at IS NULL");
     st.bind(1, run_name);
     if (st.step()) current = read_run(st);
   }
@@ -357,7 +409,8 @@ ResultStore ResultStore::open_readonly(const std::string& path, const std::strin
   auto impl = std::make_unique<Impl>(Impl{sql::Db::open(path, label, true), 0, true});
   const sql::Db& db = impl->db;
   db.busy_timeout(kBusyTimeoutMs);
-  check_or_init(db, /*writable=*/false);
+  impl->schema_version = check_or_init(db, /*writable=*/false);
+  const std::string select_runs = run_select(impl->schema_version);
 
   std::vector<RunInfo> found;
   {
@@ -365,7 +418,7 @@ ResultStore ResultStore::open_readonly(const std::string& path, const std::strin
     if (run_id >= 0) where = "WHERE r.run_id = ?";
     else if (!run_name.empty()) where = "WHERE r.name = ? AND r.archived_at IS NULL";
     else where = "WHERE r.archived_at IS NULL";
-    sql::Stmt st(db, std::string(kRunSelect) + where + " ORDER BY r.run_id");
+    sql::Stmt st(db, select_runs + where + " ORDER BY r.run_id");
     if (run_id >= 0) st.bind(1, run_id);
     else if (!run_name.empty()) st.bind(1, run_name);
     while (st.step()) found.push_back(read_run(st));
@@ -390,8 +443,7 @@ std::vector<RunInfo> ResultStore::list_runs(const std::string& path) {
   KVP_CHECK(std::filesystem::is_regular_file(path), label, ": no such file");
   sql::Db db = sql::Db::open(path, label, true);
   db.busy_timeout(kBusyTimeoutMs);
-  check_or_init(db, false);
-  sql::Stmt st(db, std::string(kRunSelect) + "ORDER BY r.run_id");
+  sql::Stmt st(db, run_select(check_or_init(db, false)) + "ORDER BY r.run_id");
   std::vector<RunInfo> out;
   while (st.step()) out.push_back(read_run(st));
   return out;
@@ -400,33 +452,44 @@ std::vector<RunInfo> ResultStore::list_runs(const std::string& path) {
 const std::string& ResultStore::path() const { return impl_->db.path(); }
 
 RunInfo ResultStore::info() const {
-  sql::Stmt st(impl_->db, std::string(kRunSelect) + "WHERE r.run_id = ?");
+  sql::Stmt st(impl_->db, run_select(impl_->schema_version) + "WHERE r.run_id = ?");
   st.bind(1, impl_->run_id);
   KVP_CHECK(st.step(), impl_->db.label(), ": run ", impl_->run_id, " vanished from the file");
   return read_run(st);
 }
 
 std::set<std::pair<std::string, std::string>> ResultStore::done() const {
-  sql::Stmt st(impl_->db, "SELECT DISTINCT sample_id, condition FROM results WHERE run_id = ?");
-  st.bind(1, impl_->run_id);
   std::set<std::pair<std::string, std::string>> out;
-  while (st.step()) out.emplace(st.col_text(0), st.col_text(1));
+  for (const auto& [sample, condition, candidate] : done_keys()) out.emplace(sample, condition);
   return out;
 }
 
 std::set<std::tuple<std::string, std::string, int64_t>> ResultStore::done_keys() const {
-  sql::Stmt st(impl_->db, "SELECT sample_id, condition, candidate FROM results WHERE run_id = ?");
-  st.bind(1, impl_->run_id);
   std::set<std::tuple<std::string, std::string, int64_t>> out;
-  while (st.step()) out.emplace(st.col_text(0), st.col_text(1), st.col_int(2));
+  for (const char* table : {"results", "failures"}) {
+    if (impl_->schema_version < 2 && std::string(table) == "failures") continue;
+    sql::Stmt st(impl_->db, std::string("SELECT sample_id, condition, candidate FROM ") + table +
+                                " WHERE run_id = ?");
+    st.bind(1, impl_->run_id);
+    while (st.step()) out.emplace(st.col_text(0), st.col_text(1), st.col_int(2));
+  }
   return out;
 }
 
-int64_t ResultStore::put(const std::vector<ResultRow>& rows) {
+int64_t ResultStore::put(const std::vector<ResultRow>& rows, const std::vector<FailureRow>& failures) {
   impl_->require_writable("put");
   const sql::Db& db = impl_->db;
   for (size_t i = 0; i < rows.size(); ++i) check_row(rows[i], i, db.label());
-  if (rows.empty()) return 0;
+  for (size_t i = 0; i < failures.size(); ++i) check_failure(failures[i], i, db.label());
+  {
+    std::set<std::tuple<std::string, std::string, int64_t>> keys;
+    for (const auto& r : rows) keys.emplace(r.sample_id, r.condition, r.candidate);
+    for (const auto& f : failures)
+      KVP_CHECK(!keys.count({f.sample_id, f.condition, f.candidate}), db.label(), ": put(): ",
+                row_key(f.sample_id, f.condition, f.candidate),
+                " is given both as a result and as a failure; it is one or the other");
+  }
+  if (rows.empty() && failures.empty()) return 0;
 
   sql::Transaction t(db);
   sql::Stmt ins(db, std::string("INSERT INTO results (run_id, ") + kRowColumns +
@@ -446,6 +509,18 @@ int64_t ResultStore::put(const std::vector<ResultRow>& rows) {
     ins.step();
     added += db.changes();
     ins.reset();
+  }
+  if (!failures.empty()) {
+    sql::Stmt fin(db, std::string("INSERT INTO failures (run_id, sample_id, condition, candidate, "
+                                  "sample_index, what, detail, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ") +
+                          kNow + ") ON CONFLICT (run_id, sample_id, condition, candidate) DO NOTHING");
+    for (const auto& f : failures) {
+      fin.bind(1, impl_->run_id).bind(2, f.sample_id).bind(3, f.condition).bind(4, f.candidate)
+          .bind(5, f.sample_index).bind(6, f.what).bind(7, f.detail);
+      fin.step();
+      added += db.changes();
+      fin.reset();
+    }
   }
   if (added > 0) {
     sql::Stmt up(db, "UPDATE runs SET status = 'running', finished_at = NULL "
@@ -495,6 +570,25 @@ int64_t ResultStore::count() const {
   st.bind(1, impl_->run_id);
   st.step();
   return st.col_int(0);
+}
+
+std::vector<FailureRow> ResultStore::failures() const {
+  std::vector<FailureRow> out;
+  if (impl_->schema_version < 2) return out;
+  sql::Stmt st(impl_->db, "SELECT sample_id, sample_index, condition, candidate, what, detail FROM "
+                          "failures WHERE run_id = ? ORDER BY sample_index, condition, candidate");
+  st.bind(1, impl_->run_id);
+  while (st.step()) {
+    FailureRow f;
+    f.sample_id = st.col_text(0);
+    f.sample_index = st.col_int(1);
+    f.condition = st.col_text(2);
+    f.candidate = st.col_int(3);
+    f.what = st.col_text(4);
+    f.detail = st.col_text(5);
+    out.push_back(std::move(f));
+  }
+  return out;
 }
 
 void ResultStore::mark_finished() {

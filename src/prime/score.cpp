@@ -23,12 +23,15 @@ void check_request(const KVCache& cache, const TokenIds& answer_ids, const char*
 // target [N] the answer tokens they predict -> one AnswerScore per answer. One host copy.
 std::vector<AnswerScore> scores_from_logits(const at::Tensor& logits, const at::Tensor& target,
                                             const std::vector<TokenIds>& answer_ids) {
+  // [2, N] double: the picked log-probabilities, and 1 where a row's logits are not all finite.
   at::Tensor picked = at::log_softmax(logits, -1)
                           .gather(1, compat::to_device(target, logits.device()).unsqueeze(1))
                           .squeeze(1)
-                          .to(at::kDouble)
-                          .cpu();  // the one synchronisation
-  const double* pv = picked.data_ptr<double>();
+                          .to(at::kDouble);
+  at::Tensor bad = at::logical_not(at::isfinite(logits).all(1)).to(at::kDouble);
+  at::Tensor both = at::stack({picked, bad}).cpu();  // the one synchronisation
+  const double* pv = both.data_ptr<double>();
+  const double* bv = pv + both.size(1);
   std::vector<AnswerScore> out(answer_ids.size());
   int64_t n = 0;
   for (size_t b = 0; b < answer_ids.size(); ++b) {
@@ -38,6 +41,7 @@ std::vector<AnswerScore> scores_from_logits(const at::Tensor& logits, const at::
     for (int64_t i = 0; i < s.n_scored; ++i, ++n) {
       s.token_nll.push_back(-pv[n]);
       sum += -pv[n];
+      s.nonfinite_logit_rows += bv[n] != 0.0;
     }
     s.nll = sum / static_cast<double>(s.n_scored);
   }

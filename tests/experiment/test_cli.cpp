@@ -17,21 +17,9 @@ using kvprime::test::TempDir;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr
-};
+using Result = kvprime::test::CliResult;
 
-Result sh(const std::string& args) {
-  const std::string cmd = kvprime::test::cli_path() + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+Result sh(const std::string& args) { return kvprime::test::run_cli(args); }
 
 std::string demo_toml(const std::string& dir) {
   const std::string root = kvprime::test::source_dir();

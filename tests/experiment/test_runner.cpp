@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
+#include <set>
 
 #include "kvprime/core/error.h"
 #include "kvprime/experiment/dataset.h"
@@ -13,6 +15,7 @@
 #include "kvprime/experiment/runner.h"
 #include "kvprime/experiment/spec.h"
 #include "kvprime/experiment/store.h"
+#include "kvprime/io/safetensors.h"
 #include "kvprime/prime/score.h"
 #include "test_support.h"
 
@@ -137,6 +140,103 @@ TEST_F(Runner, InterruptedRunResumesWithoutLossOrDuplicates) {
     candidates += std::get<2>(key) >= 0;
   }
   EXPECT_GT(candidates, 0);  // ranking rows exist (irrelevant passages)
+}
+
+// A copy of the demo model in `dir` whose embedding row `token` is +inf: every cache slot from that
+// token on is NaN (RMSNorm of inf), so every score of a sample whose passage holds it breaks. The
+// demo model ties lm_head to the embedding; the copy unties them (lm_head keeps the clean matrix),
+// else the token's logit would be broken at every position of every sample.
+static void write_poisoned_demo_model(const std::string& dir, int32_t token) {
+  const std::string src = kvprime::test::source_dir() + "/models/demo";
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    kvprime::test::write_file(dir + "/" + f, kvprime::test::read_file(src + "/" + f));
+  nlohmann::json config = nlohmann::json::parse(kvprime::test::read_file(src + "/config.json"));
+  config["tie_word_embeddings"] = false;
+  kvprime::test::write_file(dir + "/config.json", config.dump(1));
+  const SafeTensorsFile w = SafeTensorsFile::open(src + "/model.safetensors");
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const TensorInfo& info : w.tensors()) {
+    at::Tensor t = w.tensor(info.name).clone();
+    if (info.name == "model.embed_tokens.weight") {
+      tensors.emplace_back("lm_head.weight", t.clone());
+      t[token].fill_(std::numeric_limits<float>::infinity());
+    }
+    tensors.emplace_back(info.name, t);
+  }
+  save_safetensors(dir + "/model.safetensors", tensors, w.metadata());
+}
+
+TEST_F(Runner, NonFiniteScoresAreStoredAsFailuresReportedAndLeftOutOfStatistics) {
+  TempDir clean_dir, bad_dir, model_dir;
+  ExperimentSpec clean = parse_experiment(toml(clean_dir.path(), false), "t.toml", clean_dir.path());
+  ExperimentSpec bad = parse_experiment(toml(bad_dir.path(), false), "t.toml", bad_dir.path());
+  DatasetOptions d;
+  d.limit = clean.samples;
+  const std::vector<Sample> samples = read_dataset(clean.dataset, d);
+  // A token of sample 3's passage that no other text of the run contains (sample 3's answer has
+  // several tokens: one-token answers are skipped).
+  const size_t victim = 3;
+  ASSERT_GE(tok_->encode(" " + samples[victim].answer, false).size(), 2u);
+  std::set<int32_t> elsewhere;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    std::vector<std::string> texts{samples[i].query, samples[i].answer, " " + samples[i].answer};
+    if (i != victim) texts.push_back(samples[i].passage);
+    for (const auto& t : samples[i].surrogates) texts.push_back(t);
+    for (const auto& t : texts)
+      for (int32_t id : tok_->encode(t, false)) elsewhere.insert(id);
+  }
+  int32_t token = -1;
+  for (int32_t id : tok_->encode(samples[victim].passage, false))
+    if (!elsewhere.count(id)) token = id;
+  ASSERT_GE(token, 0) << "sample 3's passage shares every token with the others";
+  write_poisoned_demo_model(model_dir.path(), token);
+  const Model poisoned = Model::load(model_dir.path());
+
+  run(clean);
+  RunOptions quiet;
+  quiet.progress = false;
+  RunSummary s = ExperimentRunner(bad, poisoned, *tok_, samples).run(quiet);
+  const int64_t n_cond = static_cast<int64_t>(bad.conditions.size());
+  EXPECT_EQ(s.failures, n_cond) << "every condition of the poisoned sample, nothing else";
+
+  ResultStore store = ResultStore::open_readonly(bad.store_path());
+  const std::vector<FailureRow> failures = store.failures();
+  ASSERT_EQ(static_cast<int64_t>(failures.size()), n_cond);
+  std::map<std::string, std::string> what;
+  for (const auto& f : failures) {
+    EXPECT_EQ(f.sample_id, samples[victim].id) << f.condition << " " << f.what << " " << f.detail;
+    EXPECT_FALSE(f.detail.empty());
+    what[f.condition] = f.what;
+  }
+  EXPECT_EQ(what.at("bare"), "logits") << "scored in its build forward: no cache to look at";
+  EXPECT_EQ(what.at("oracle"), "cache") << "a batched primed cache";
+  EXPECT_EQ(what.at("hidden"), "cache") << "a full-context cache";
+  EXPECT_EQ(what.at("values_only"), "cache") << "mixed with the (also broken) bare cache";
+  EXPECT_EQ(what.at("pmi"), "cache");
+
+  // Every other row is a result, equal to the clean run's: a broken row does not leak into the
+  // other rows of its batch.
+  auto good = rows_of(clean.store_path()), got = rows_of(bad.store_path());
+  EXPECT_EQ(got.size() + failures.size(), good.size());
+  for (const auto& [key, r] : got) {
+    EXPECT_NE(std::get<0>(key), samples[victim].id);
+    EXPECT_TRUE(std::isfinite(r.nll));
+    EXPECT_NEAR(r.nll, good.at(key).nll, kTol * std::max(1.0, r.nll)) << std::get<0>(key) << " " << std::get<1>(key);
+  }
+
+  // A resume does not recompute them; the report lists them and counts one sample fewer.
+  EXPECT_EQ(ExperimentRunner(bad, poisoned, *tok_, samples).run(quiet).rows_computed, 0);
+  nlohmann::json summary = write_experiment_report(bad);
+  ASSERT_EQ(summary["failures"].size(), failures.size());
+  EXPECT_EQ(summary["failures"][0]["sample_id"], samples[victim].id);
+  std::set<std::string> scored;
+  for (const auto& [key, r] : good) scored.insert(std::get<0>(key));
+  for (const auto& c : summary["conditions"])
+    EXPECT_EQ(c["n_own"].get<int64_t>(), static_cast<int64_t>(scored.size()) - 1) << c["name"];
+  const std::string md = kvprime::test::read_file(bad.out + "/report.md");
+  EXPECT_NE(md.find("## Failed scores"), std::string::npos);
+  EXPECT_NE(md.find(samples[victim].id), std::string::npos);
+  EXPECT_NE(kvprime::test::read_file(bad.out + "/report.html").find("id=\"failures\""), std::string::npos);
 }
 
 TEST_F(Runner, ChangedConfigurationIsRefusedUnlessNewRun) {

@@ -133,7 +133,7 @@ TEST(ResultStore, RowsRoundTripExactly) {
   odd.token_nll = {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
                    -0.0, std::numeric_limits<double>::denorm_min(), 1.0 / 3.0};
   odd.n_scored = 5;
-  odd.nll = std::numeric_limits<double>::infinity();  // infinities are numbers SQLite keeps
+  odd.nll = std::numeric_limits<double>::max();  // (an infinite nll is a failure, not a row)
   odd.prefix_text = "Ünïcode \"quotes\" and\nnewlines\t\xF0\x9F\x98\x80";
   odd.extra = json::object({{"nested", {{"a", json::array({1, 2.5, "x", nullptr})}}}});
   ResultRow plain = make_row(2, "bare");
@@ -174,7 +174,7 @@ TEST(ResultStore, FileIsWalWithFullSyncAndMarked) {
   { auto store = ResultStore::open(path, "demo", config()); }
   EXPECT_EQ(sql_value(path, "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(sql_value(path, "PRAGMA application_id"), std::to_string(0x6B767072));
-  EXPECT_EQ(sql_value(path, "SELECT value FROM kvprime_meta WHERE key = 'schema_version'"), "1");
+  EXPECT_EQ(sql_value(path, "SELECT value FROM kvprime_meta WHERE key = 'schema_version'"), "2");
   EXPECT_EQ(sql_value(path, "SELECT value FROM kvprime_meta WHERE key = 'format'"), "kvprime-results");
 }
 
@@ -359,9 +359,11 @@ TEST(ResultStore, BadRowsAreRefusedWholeBatch) {
     EXPECT_EQ(s.count(), 0) << "nothing of a refused batch is written";
   };
   with([](ResultRow& r) { r.nll = std::nan(""); },
-       {"put(): row 2 (sample 's2', condition 'bare')", "nll is NaN"});
-  with([](ResultRow& r) { r.pmi = std::nan(""); }, {"row 2", "pmi is NaN"});
-  with([](ResultRow& r) { r.baseline_nll = std::nan(""); }, {"row 2", "baseline_nll is NaN"});
+       {"put(): row 2 (sample 's2', condition 'bare')", "nll is nan", "failures"});
+  with([](ResultRow& r) { r.nll = -std::numeric_limits<double>::infinity(); }, {"row 2", "nll is -inf"});
+  with([](ResultRow& r) { r.pmi = std::nan(""); }, {"row 2", "pmi is nan"});
+  with([](ResultRow& r) { r.pmi = std::numeric_limits<double>::infinity(); }, {"row 2", "pmi is inf"});
+  with([](ResultRow& r) { r.baseline_nll = std::nan(""); }, {"row 2", "baseline_nll is nan"});
   with([](ResultRow& r) { r.seconds = std::nan(""); }, {"row 2", "seconds is NaN"});
   with([](ResultRow& r) { r.token_nll.pop_back(); }, {"row 2", "token_nll has 2 values but n_scored is 3"});
   with([](ResultRow& r) { r.condition.clear(); }, {"row 2", "condition is empty"});
@@ -402,13 +404,13 @@ TEST(ResultStore, NewerOrDamagedSchemaIsRefused) {
   TempDir tmp;
   const std::string path = tmp.file("r.sqlite");
   { ResultStore::open(path, "demo", config()).put(make_rows(0, 1, "bare")); }
-  sql_exec(path, "UPDATE kvprime_meta SET value = '2' WHERE key = 'schema_version'");
+  sql_exec(path, "UPDATE kvprime_meta SET value = '3' WHERE key = 'schema_version'");
   expect_error_with([&] { ResultStore::open(path, "demo", config()); },
-                    {path, "newer kvprime (schema version 2", "reads up to 1", "upgrade kvprime"});
+                    {path, "newer kvprime (schema version 3", "reads up to 2", "upgrade kvprime"});
   expect_error_with([&] { ResultStore::list_runs(path); }, {"newer kvprime"});
   sql_exec(path, "UPDATE kvprime_meta SET value = 'one' WHERE key = 'schema_version'");
   expect_error_with([&] { ResultStore::open_readonly(path); }, {"schema_version is 'one'"});
-  sql_exec(path, "UPDATE kvprime_meta SET value = '1' WHERE key = 'schema_version';"
+  sql_exec(path, "UPDATE kvprime_meta SET value = '2' WHERE key = 'schema_version';"
                  "UPDATE kvprime_meta SET value = 'something-else' WHERE key = 'format'");
   expect_error_with([&] { ResultStore::open(path, "demo", config()); },
                     {"format is 'something-else'", "not a kvprime results store"});
@@ -608,4 +610,60 @@ TEST(ResultStoreConcurrency, ReaderInAnotherProcessWhileWriting) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the reader never failed";
   EXPECT_GT(reads, 0);
+}
+
+TEST(ResultStore, FailuresAreKeptApartAndCountAsDone) {
+  TempDir tmp;
+  const std::string path = tmp.file("r.sqlite");
+  auto s = ResultStore::open(path, "demo", config());
+  FailureRow f;
+  f.sample_id = "s1";
+  f.sample_index = 1;
+  f.condition = "oracle";
+  f.what = "cache";
+  f.detail = "NaN/inf in the K/V of a valid slot";
+  EXPECT_EQ(s.put(make_rows(0, 1, "oracle"), {f}), 2);
+  EXPECT_EQ(s.put({}, {f}), 0) << "a stored failure is not stored twice";
+  EXPECT_EQ(s.count(), 1) << "a failure is not a result";
+  ASSERT_EQ(s.failures().size(), 1u);
+  EXPECT_EQ(s.failures()[0].what, "cache");
+  EXPECT_EQ(s.failures()[0].detail, f.detail);
+  EXPECT_EQ(s.failures()[0].sample_index, 1);
+  EXPECT_EQ(s.info().failures, 1);
+  EXPECT_EQ(s.done().count({"s1", "oracle"}), 1u) << "a resume does not recompute a failure";
+  EXPECT_EQ(ResultStore::open_readonly(path).failures().size(), 1u);
+
+  FailureRow both = f;
+  both.sample_id = "s0";
+  expect_error_with([&] { s.put(make_rows(0, 1, "bare"), {[&] { FailureRow g = both; g.condition = "bare"; return g; }()}); },
+                    {"(sample 's0', condition 'bare')", "both as a result and as a failure"});
+  FailureRow no_what = f;
+  no_what.sample_id = "s7";
+  no_what.what.clear();
+  expect_error_with([&] { s.put({}, {no_what}); }, {"failure 0", "what is empty"});
+  EXPECT_EQ(s.failures().size(), 1u) << "nothing of a refused batch is written";
+}
+
+TEST(ResultStore, Version1FileIsReadAndMigrated) {
+  TempDir tmp;
+  const std::string path = tmp.file("r.sqlite");
+  { ResultStore::open(path, "demo", config()).put(make_rows(0, 2, "bare")); }
+  // What kvprime 0.1 (schema 1) wrote: no failures table.
+  sql_exec(path, "DROP TABLE failures; UPDATE kvprime_meta SET value = '1' WHERE key = 'schema_version'");
+  {
+    auto r = ResultStore::open_readonly(path);  // read as it is, without writing
+    EXPECT_EQ(r.count(), 2);
+    EXPECT_TRUE(r.failures().empty());
+    EXPECT_EQ(r.info().failures, 0);
+    EXPECT_EQ(r.done().size(), 2u);
+  }
+  EXPECT_EQ(sql_value(path, "SELECT value FROM kvprime_meta WHERE key = 'schema_version'"), "1");
+  auto w = ResultStore::open(path, "demo", config());  // writing migrates
+  EXPECT_EQ(sql_value(path, "SELECT value FROM kvprime_meta WHERE key = 'schema_version'"), "2");
+  FailureRow f;
+  f.sample_id = "s5";
+  f.condition = "bare";
+  f.what = "nll";
+  EXPECT_EQ(w.put({}, {f}), 1);
+  EXPECT_EQ(w.count(), 2) << "rows of the old schema kept";
 }

@@ -3,6 +3,7 @@
 #include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,21 @@ std::string npm_dir() {
   return env ? env : KVPRIME_NPM_DIR;
 }
 std::string cli_path() { return KVPRIME_CLI_PATH; }
+
+CliResult run_cli(const std::string& args) {
+  // exec: the shell becomes kvprime, so a crash is the status's signal, not the shell's 128 + n.
+  const std::string cmd = "exec " + cli_path() + " " + args + " 2>&1";
+  CliResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  if (WIFEXITED(st)) r.code = WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) r.signal = WTERMSIG(st);
+  return r;
+}
 
 // mkdtemp and nftw rather than std::random_device + std::filesystem: on the GPU machine (PyTorch
 // 2.11 build) the std:: version crashed silently in every test that made a temp dir, while the

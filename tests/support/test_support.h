@@ -26,6 +26,14 @@ class TempDir {
   std::string path_;
 };
 
+// The kvprime CLI run through /bin/sh with `args` (shell syntax), stdout and stderr together.
+struct CliResult {
+  int code = -1;     // exit status; -1 when it did not exit normally
+  int signal = 0;    // the signal that killed it (a crash: SIGSEGV, SIGABRT...), 0 if none
+  std::string out;   // stdout and stderr
+};
+CliResult run_cli(const std::string& args);
+
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
 

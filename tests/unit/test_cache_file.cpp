@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "kvprime/cache/cache_file.h"
+#include "kvprime/core/version.h"
 #include "kvprime/core/error.h"
 #include "kvprime/io/safetensors.h"
 #include "test_support.h"
@@ -135,12 +136,23 @@ TEST(CacheFile, ForeignOrEditedFilesAreRefused) {
     t.emplace_back("valid", c.valid().to(at::kLong));
     return t;
   };
-  std::map<std::string, std::string> m{{"format", "kvprime.kvcache"}, {"format_version", "1"},
+  std::map<std::string, std::string> m{{"format", "kvprime.kvcache"}, {"format_version", "2"},
                                        {"model_name", "tiny"}, {"model_fingerprint", "00ff00ff00ff00ff"},
                                        {"n_layer", "3"}, {"n_head_kv", "2"}, {"head_dim", "4"},
                                        {"dtype", "float32"}, {"batch", "1"}, {"length", "3"}};
+  m["checksum"] = cache_checksum(tensors_of(3));
   save_safetensors(tmp.file("ok.safetensors"), tensors_of(3), m);
   EXPECT_NO_THROW(load_cache(tmp.file("ok.safetensors")));
+
+  auto m0 = m;
+  m0.erase("checksum");
+  save_safetensors(tmp.file("nosum.safetensors"), tensors_of(3), m0);
+  expect_error_with([&] { load_cache(tmp.file("nosum.safetensors")); }, {"nosum.safetensors", "checksum"});
+  auto m1 = m;
+  m1["format_version"] = "1";  // what kvprime 0.1 wrote: no checksum
+  save_safetensors(tmp.file("v1.safetensors"), tensors_of(3), m1);
+  expect_error_with([&] { load_cache(tmp.file("v1.safetensors")); },
+                    {"v1.safetensors", "format_version 1", "reads version 2", "rebuild"});
 
   save_safetensors(tmp.file("missing.safetensors"), tensors_of(2), m);  // layer 2 missing
   expect_error_with([&] { load_cache(tmp.file("missing.safetensors")); },
@@ -170,6 +182,34 @@ TEST(CacheFile, ForeignOrEditedFilesAreRefused) {
   t6.back().second = at::full({1, 3}, 2, at::kLong);  // valid must be 0/1
   save_safetensors(tmp.file("valid.safetensors"), t6, m);
   expect_error_with([&] { load_cache(tmp.file("valid.safetensors")); }, {"valid.safetensors", "valid"});
+}
+
+TEST(CacheFile, CorruptedDataIsRefusedByTheChecksum) {
+  TempDir tmp;
+  const std::string path = tmp.file("c.safetensors");
+  save_cache(path, filled(2, 5), {{"document", "d"}});
+  const auto f = SafeTensorsFile::open(path);
+  EXPECT_EQ(f.metadata().at("checksum").rfind("fnv1a64:", 0), 0u);
+  EXPECT_EQ(f.metadata().at("kvprime_version"), kVersion);
+  const uint64_t data_start = f.mapped_size() - (f.tensors().back().end);  // no trailing bytes
+  const TensorInfo k1 = f.info("k.1");
+  const std::string good = kvprime::test::read_file(path);
+  // One flipped bit in the middle of layer 1's keys: shapes, dtypes and metadata all still agree.
+  std::string bad = good;
+  bad[data_start + (k1.begin + k1.end) / 2] ^= 0x10;
+  kvprime::test::write_file(tmp.file("bad.safetensors"), bad);
+  expect_error_with([&] { load_cache(tmp.file("bad.safetensors")); },
+                    {"bad.safetensors", "corrupted", "checksum", "rebuild"});
+  EXPECT_NO_THROW(load_cache(path));
+  // The checksum is of the tensors only: the same cache with other user metadata has the same one,
+  // another cache another one.
+  const KVCache c = load_cache(path).cache;
+  save_cache(tmp.file("same.safetensors"), c, {{"note", "other metadata"}});
+  EXPECT_EQ(SafeTensorsFile::open(tmp.file("same.safetensors")).metadata().at("checksum"),
+            f.metadata().at("checksum"));
+  save_cache(tmp.file("other.safetensors"), filled(2, 5));
+  EXPECT_NE(SafeTensorsFile::open(tmp.file("other.safetensors")).metadata().at("checksum"),
+            f.metadata().at("checksum"));
 }
 
 TEST(CacheFile, MissingFileNamesThePath) {

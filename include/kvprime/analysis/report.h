@@ -43,6 +43,17 @@ struct ReportRow {
   int64_t candidate = -1;
 };
 
+// A (sample, condition, candidate) whose score was not finite (NaN/inf in its cache, logits or
+// NLL): listed in the report, in no statistic. A sample failed under a condition drops out of that
+// condition's pairs with the baseline (and out of every pair when the baseline failed).
+struct ReportFailure {
+  std::string sample_id;
+  std::string condition;
+  int64_t candidate = -1;
+  std::string what;    // cache, logits, nll, baseline_nll
+  std::string detail;
+};
+
 struct LayerDivergence {
   std::string condition;
   // Per layer: mean relative L2 distance ||K_c - K_bare|| / ||K_bare|| (resp. V) of this
@@ -59,6 +70,7 @@ struct ReportInput {
   std::vector<std::string> conditions;
   std::vector<ReportRow> rows;  // (sample_id, condition, candidate) unique
   std::vector<LayerDivergence> divergence;
+  std::vector<ReportFailure> failures;  // listed first in the report (conditions need not be known)
   // Model, dtype, dataset, run id, config...: an object (or null), shown in the header.
   nlohmann::json meta;
   uint64_t seed = 0;          // bootstrap stream

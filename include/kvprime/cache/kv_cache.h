@@ -73,6 +73,11 @@ class KVCache {
   // Position the next token of each row takes: max valid position + 1 ([B] int64; 0 if empty).
   at::Tensor next_positions() const;
 
+  // [B] bool (on the cache's device, no host synchronisation): true for each row with a NaN or an
+  // infinity in a valid slot's key or value in any layer. Padding slots are not looked at (their
+  // contents are never attended to). All false for an empty cache.
+  at::Tensor nonfinite_rows() const;
+
   // Throws (naming `what`) unless `other` comes from the same model, dtype, batch and shape.
   void check_compatible(const KVCache& other, const std::string& what) const;
 

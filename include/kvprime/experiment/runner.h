@@ -34,6 +34,9 @@ struct RunSummary {
   int64_t rows_done_before = 0, rows_computed = 0;
   int64_t skipped_samples = 0;  // answers of < 2 tokens (the NLL skips the first answer token)
   int64_t tokens = 0;           // tokens through the model (build + score)
+  int64_t failures = 0;         // (sample, condition, candidate) scores of the run that were
+                                // NaN/inf (this call's and earlier ones'), stored as failures
+                                // (ResultStore::failures), not as results
   double seconds = 0;
   bool interrupted = false;
 };

@@ -10,6 +10,10 @@
 //                      id, marked archived — nothing is ever deleted) and starts a fresh one.
 // put() writes rows in one transaction; a row whose key (run, sample_id, condition, candidate) is
 // already stored is skipped (the first value wins), so a resumed run never duplicates a row.
+// A score that came out NaN or infinite (or whose logits or cache held one) is not a result: it
+// is stored as a FailureRow under the same key, reported, and never averaged in. Failures count
+// as done (the computation is deterministic, a resume would fail the same way); --new-run
+// recomputes them.
 //
 // Durability: journal_mode = WAL with synchronous = FULL. A committed put() survives a killed
 // process (SIGKILL) *and* a power loss or OS crash; a put() in flight when the process dies is
@@ -65,6 +69,16 @@ struct ResultRow {
   nlohmann::json extra;                // anything else (null or any JSON), stored as JSON text
 };
 
+// A (sample, condition, candidate) whose score could not be computed honestly.
+struct FailureRow {
+  std::string sample_id;
+  int64_t sample_index = 0;
+  std::string condition;
+  int64_t candidate = ResultRow::kPlain;
+  std::string what;    // "cache" (NaN/inf in a valid slot's K/V), "logits", "nll", "baseline_nll"
+  std::string detail;  // human-readable: which values, how many
+};
+
 struct RunInfo {
   int64_t run_id = 0;
   std::string name;
@@ -75,11 +89,14 @@ struct RunInfo {
   nlohmann::json config;
   std::string config_hash;             // fnv1a64 of config.dump() (16 hex digits), for a glance
   int64_t rows = 0;                    // stored results
+  int64_t failures = 0;                // stored failures (non-finite scores)
 };
 
 class ResultStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  // 2 added the failures table; a version-1 file is migrated when opened for writing and read
+  // as having no failures otherwise.
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the store at `path` (missing parent directories are created) for writing the
   // run `run_name` with `config` (see StoreMode above).
@@ -99,22 +116,28 @@ class ResultStore {
   const std::string& path() const;
   RunInfo info() const;  // read fresh from the file (status and row count included)
 
-  // (sample_id, condition) pairs with at least one stored row of this run. For rankings, put all
-  // candidates of a (sample, condition) in the same put() so that "done" means all of them.
+  // (sample_id, condition) pairs with at least one stored row or failure of this run. For
+  // rankings, put all candidates of a (sample, condition) in the same put() so that "done" means
+  // all of them.
   std::set<std::pair<std::string, std::string>> done() const;
-  // The full keys (sample_id, condition, candidate).
+  // The full keys (sample_id, condition, candidate) of rows and failures.
   std::set<std::tuple<std::string, std::string, int64_t>> done_keys() const;
 
   // Stores `rows` in one transaction (all or nothing) and returns how many were new; rows whose key
   // is already stored (or repeated within `rows`) are skipped. Every row is checked first: empty
   // sample_id or condition, NaN nll/pmi/baseline_nll/seconds, negative counts, candidate < -1,
   // token_nll of a size other than 0 or n_scored — an error naming the row, nothing written.
-  // A run marked finished goes back to running when new rows arrive.
-  int64_t put(const std::vector<ResultRow>& rows);
+  // A run marked finished goes back to running when new rows arrive. `failures` go in the same
+  // transaction (a key may not be both a row and a failure: an error, nothing written); an empty
+  // what or a key already stored is handled as for rows. Returns the new rows + failures.
+  // An infinite nll, pmi or baseline_nll is refused like NaN: store it as a failure.
+  int64_t put(const std::vector<ResultRow>& rows, const std::vector<FailureRow>& failures = {});
 
   // This run's rows ordered by (sample_index, condition, candidate).
   std::vector<ResultRow> rows() const;
   int64_t count() const;
+  // This run's failures ordered by (sample_index, condition, candidate).
+  std::vector<FailureRow> failures() const;
 
   void mark_finished();  // status = finished, finished_at = now
 

@@ -35,6 +35,10 @@ struct AnswerScore {
   double nll = 0.0;          // mean NLL over answer tokens after the first
   int64_t n_scored = 0;      // answer tokens scored (answer length - 1)
   std::vector<double> token_nll;  // per scored token
+  // Scored positions whose logits hold a NaN or an infinity (anywhere in the vocabulary). A
+  // non-zero count makes nll meaningless even when it happens to be finite; the experiment runner
+  // records such a row as a failure instead of a result.
+  int64_t nonfinite_logit_rows = 0;
 };
 
 // One (cache, query, answer) for a single-row cache.
