@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "kvprime/cache/cache_file.h"
+#include "kvprime/cache/compare.h"
 #include "kvprime/core/dtype.h"
 #include "kvprime/core/error.h"
 #include "kvprime/model/model.h"
@@ -146,15 +147,10 @@ Action add_cache(CLI::App& app) {
     const bool same_pos = at::equal(la.cache.positions(), lb.cache.positions());
     std::cout << "token ids " << (same_ids ? "equal" : "DIFFER") << ", positions "
               << (same_pos ? "equal" : "DIFFER") << "\nlayer  |K_b-K_a|/|K_a|  |V_b-V_a|/|V_a|\n";
-    for (int64_t il = 0; il < la.cache.n_layer(); ++il) {
-      auto rel = [](const at::Tensor& x, const at::Tensor& y) {
-        auto a64 = x.to(at::kDouble), b64 = y.to(at::kDouble);
-        return ((b64 - a64).norm() / a64.norm().clamp_min(1e-30)).item<double>();
-      };
+    const LayerDistance d = relative_l2_per_layer(la.cache, lb.cache);
+    for (int64_t il = 0; il < la.cache.n_layer(); ++il)
       std::cout << std::setw(5) << il << "  " << std::setw(15) << std::scientific << std::setprecision(3)
-                << rel(la.cache.key(il), lb.cache.key(il)) << "  " << std::setw(15)
-                << rel(la.cache.value(il), lb.cache.value(il)) << std::defaultfloat << "\n";
-    }
+                << d.key[il] << "  " << std::setw(15) << d.value[il] << std::defaultfloat << "\n";
     return 0;
   };
 }

@@ -17,6 +17,7 @@
 
 #include "kvprime/analysis/report.h"
 #include "kvprime/cache/batch.h"
+#include "kvprime/cache/compare.h"
 #include "kvprime/cache/surgery.h"
 #include "kvprime/core/dtype.h"
 #include "kvprime/core/error.h"
@@ -117,20 +118,12 @@ class Progress {
 
 // Per layer, ||K_c - K_bare|| / ||K_bare|| and the same for V, over the document slots (BOS and the
 // last doc_len slots of `c`; a full-context cache keeps prefix slots in between, which are skipped).
+// Divergence of a condition's cache from the bare cache of the same document: the condition's
+// BOS and document slots (its prefix slots dropped) against the bare cache's.
 nlohmann::json layer_divergence(const KVCache& c, const KVCache& bare) {
-  const int64_t n_doc = bare.length() - 1;
-  at::Tensor idx = at::cat({at::zeros({1}, at::kLong), at::arange(c.length() - n_doc, c.length(), at::kLong)})
-                       .to(c.device());
-  std::vector<double> kd, vd;
-  for (int64_t il = 0; il < c.n_layer(); ++il) {
-    auto rel = [&](const at::Tensor& a, const at::Tensor& b) {
-      at::Tensor x = a.index_select(2, idx).to(at::kDouble), y = b.to(at::kDouble);
-      return ((x - y).norm() / y.norm().clamp_min(1e-30)).item<double>();
-    };
-    kd.push_back(rel(c.key(il), bare.key(il)));
-    vd.push_back(rel(c.value(il), bare.value(il)));
-  }
-  return {{"key_divergence", kd}, {"value_divergence", vd}};
+  const LayerDistance d = relative_l2_per_layer(
+      bare, extract_and_truncate_cache_with_bos(c, bare.length() - 1), "per-layer divergence");
+  return {{"key_divergence", d.key}, {"value_divergence", d.value}};
 }
 
 }  // namespace

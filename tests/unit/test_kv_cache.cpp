@@ -1,6 +1,9 @@
 // The KV cache object on its own: deep copies, slicing, guarded replacement, metadata.
 #include <gtest/gtest.h>
 
+#include <limits>
+
+#include "kvprime/cache/compare.h"
 #include "kvprime/cache/kv_cache.h"
 #include "kvprime/core/error.h"
 
@@ -91,3 +94,57 @@ TEST(KVCache, CompatibilityNamesTheDifference) {
 }
 
 }  // namespace
+
+TEST(CacheCompare, RelativeL2PerLayerAndNonFiniteRows) {
+  const ModelIdentity id{"tiny", "00ff00ff00ff00ff", 2, 2, 4};
+  auto make = [&](float scale) {
+    KVCache c(id, 2, at::kFloat, at::kCPU);
+    std::vector<at::Tensor> k, v;
+    for (int il = 0; il < 2; ++il) {
+      k.push_back(at::ones({2, 2, 3, 4}) * (il + 1));
+      v.push_back(at::ones({2, 2, 3, 4}) * (il + 1) * scale);
+    }
+    at::Tensor pos = at::arange(3, at::kLong).unsqueeze(0).repeat({2, 1});
+    c.append(k, v, pos, pos, at::ones({2, 3}, at::kBool));
+    return c;
+  };
+  const KVCache a = make(1.0f), b = make(1.5f);
+  const LayerDistance d = relative_l2_per_layer(a, b);
+  ASSERT_EQ(d.key.size(), 2u);
+  EXPECT_EQ(d.key[0], 0.0);
+  EXPECT_EQ(d.key[1], 0.0);
+  EXPECT_NEAR(d.value[0], 0.5, 1e-12);  // |1.5x - x| / |x|
+  EXPECT_NEAR(d.value[1], 0.5, 1e-12);
+  const KVCache other_model = [&] {
+    KVCache c = make(1.0f);
+    ModelIdentity o = id;
+    o.fingerprint = "1111111111111111";
+    return KVCache::from_tensors(o, {c.key(0), c.key(1)}, {c.value(0), c.value(1)}, c.positions(),
+                                 c.token_ids(), c.valid());
+  }();
+  try {
+    relative_l2_per_layer(a, other_model, "diff here");
+    FAIL() << "caches of two models were compared";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("diff here: caches come from different models"), std::string::npos) << e.what();
+  }
+
+  // nonfinite_rows: a NaN in a valid slot marks its row; one in a padding slot does not.
+  EXPECT_FALSE(a.nonfinite_rows().any().item<bool>());
+  at::Tensor k1 = a.key(1).clone();
+  k1[1][0][2][3] = std::numeric_limits<float>::quiet_NaN();
+  at::Tensor valid = a.valid().clone();
+  KVCache broken = KVCache::from_tensors(id, {a.key(0), k1}, {a.value(0), a.value(1)}, a.positions(),
+                                         a.token_ids(), valid);
+  at::Tensor bad = broken.nonfinite_rows();
+  EXPECT_FALSE(bad[0].item<bool>());
+  EXPECT_TRUE(bad[1].item<bool>());
+  valid[1][2] = false;  // the NaN's slot becomes padding
+  KVCache padded = KVCache::from_tensors(id, {a.key(0), k1}, {a.value(0), a.value(1)}, a.positions(),
+                                         a.token_ids(), valid);
+  EXPECT_FALSE(padded.nonfinite_rows().any().item<bool>());
+  at::Tensor v0 = a.value(0).clone();
+  v0[0][1][0][0] = -std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(KVCache::from_tensors(id, {a.key(0), a.key(1)}, {v0, a.value(1)}, a.positions(), a.token_ids(),
+                                    a.valid()).nonfinite_rows()[0].item<bool>());
+}
