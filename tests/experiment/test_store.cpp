@@ -27,18 +27,9 @@ using namespace kvprime;
 using kvprime::test::TempDir;
 using json = nlohmann::json;
 
-namespace {
+using kvprime::test::expect_error_with;
 
-void expect_error_with(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    FAIL() << "expected kvprime::Error";
-  } catch (const Error& e) {
-    for (const auto& p : parts)
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-          << "message lacks '" << p << "': " << e.what();
-  }
-}
+namespace {
 
 json config() {
   return {{"model", "models/demo"},

@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include "kvprime/core/error.h"
+
 #include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -21,6 +23,18 @@ std::string npm_dir() {
   return env ? env : KVPRIME_NPM_DIR;
 }
 std::string cli_path() { return KVPRIME_CLI_PATH; }
+
+void expect_error_with(const std::function<void()>& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a kvprime::Error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw a non-kvprime exception: " << e.what();
+  }
+}
 
 CliResult run_cli(const std::string& args) {
   // exec: the shell becomes kvprime, so a crash is the status's signal, not the shell's 128 + n.

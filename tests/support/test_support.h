@@ -4,7 +4,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace kvprime::test {
 
@@ -25,6 +27,10 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Runs `f` and expects a kvprime::Error whose message contains every one of `parts`; no exception,
+// or an exception of another type, is a test failure.
+void expect_error_with(const std::function<void()>& f, const std::vector<std::string>& parts);
 
 // The kvprime CLI run through /bin/sh with `args` (shell syntax), stdout and stderr together.
 struct CliResult {

@@ -14,6 +14,8 @@
 using namespace kvprime;
 using kvprime::test::TempDir;
 
+using kvprime::test::expect_error_with;
+
 namespace {
 
 ModelIdentity ident(const std::string& fp = "00ff00ff00ff00ff") { return {"tiny", fp, 3, 2, 4}; }
@@ -44,16 +46,6 @@ void expect_same(const KVCache& a, const KVCache& b) {
   EXPECT_TRUE(at::equal(a.positions(), b.positions()));
   EXPECT_TRUE(at::equal(a.token_ids(), b.token_ids()));
   EXPECT_TRUE(at::equal(a.valid(), b.valid()));
-}
-
-void expect_error_with(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    FAIL() << "expected kvprime::Error";
-  } catch (const Error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-        << "message lacks '" << p << "': " << e.what();
-  }
 }
 
 TEST(CacheFile, RoundTripIsBitExactWithMetadata) {

@@ -20,6 +20,8 @@ using kvprime::RopeParams;
 using kvprime::RopeType;
 using nlohmann::json;
 
+using kvprime::test::expect_error_with;
+
 namespace {
 
 const std::vector<std::string> kRealConfigs = {
@@ -39,19 +41,6 @@ ModelConfig load(const std::string& name) { return kvprime::load_model_config(co
 
 ModelConfig resolve(const json& j, const std::string& source = "snippet/config.json") {
   return kvprime::resolve_config(kvprime::parse_raw_config(j, source));
-}
-
-// Runs f and expects a kvprime::Error whose message contains every one of `parts`.
-template <typename F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a kvprime::Error";
-  } catch (const kvprime::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks \"" << p << "\": " << msg;
-  }
 }
 
 std::vector<int64_t> full_layers(const ModelConfig& c) {
@@ -561,10 +550,10 @@ TEST(ConfigV5, LayerTypesOverrideThePattern) {
 TEST(ConfigV5, PartialRotaryFactorTopLevelOrInRopeParameters) {
   // Read in both places, but refused for these architectures: transformers rotates the whole head.
   json top = {{"model_type", "llama"}, {"partial_rotary_factor", 0.5}};
-  expect_error([&] { resolve(top); }, {"partial_rotary_factor", "0.5"});
+  expect_error_with([&] { resolve(top); }, {"partial_rotary_factor", "0.5"});
   json inner = {{"model_type", "llama"},
                 {"rope_parameters", {{"rope_type", "default"}, {"partial_rotary_factor", 0.25}}}};
-  expect_error([&] { resolve(inner); }, {"partial_rotary_factor", "0.25"});
+  expect_error_with([&] { resolve(inner); }, {"partial_rotary_factor", "0.25"});
   json one = {{"model_type", "llama"}, {"partial_rotary_factor", 1.0}};
   EXPECT_EQ(resolve(one).rotary_dim(0), 128);
 }
@@ -733,43 +722,43 @@ TEST(ConfigErrors, HeadsNotMultipleOfKvHeads) {
   j["num_attention_heads"] = 7;
   j["num_key_value_heads"] = 2;
   j["head_dim"] = 64;
-  expect_error([&] { resolve(j, "models/bad/config.json"); },
+  expect_error_with([&] { resolve(j, "models/bad/config.json"); },
                {"models/bad/config.json", "'num_attention_heads' (7)", "'num_key_value_heads' (2)",
                 "multiple"});
 }
 
 TEST(ConfigErrors, UnknownModelTypeListsSupported) {
-  expect_error([] { resolve({{"model_type", "gpt2"}}, "gpt2/config.json"); },
+  expect_error_with([] { resolve({{"model_type", "gpt2"}}, "gpt2/config.json"); },
                {"gpt2/config.json", "'model_type'", "\"gpt2\"", "llama", "mistral", "qwen2",
                 "qwen3", "gemma2", "gemma3_text"});
 }
 
 TEST(ConfigErrors, UnknownArchitectureListsSupported) {
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"architectures", {"LlamaForSequenceClassification"}}, {"model_type", "llama"}},
                 "cls/config.json");
       },
       {"cls/config.json", "'architectures'", "LlamaForSequenceClassification",
        "LlamaForCausalLM", "Gemma3ForConditionalGeneration"});
-  expect_error(
+  expect_error_with(
       [] { resolve({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "qwen2"}}); },
       {"LlamaForCausalLM", "\"qwen2\"", "'model_type'"});
-  expect_error([] { resolve(json::object(), "empty/config.json"); },
+  expect_error_with([] { resolve(json::object(), "empty/config.json"); },
                {"empty/config.json", "model_type"});
 }
 
 TEST(ConfigErrors, UnknownRopeType) {
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"model_type", "llama"},
                  {"rope_scaling", {{"rope_type", "longrope"}, {"factor", 2.0}}}},
                 "phi/config.json");
       },
       {"phi/config.json", "'rope_scaling.rope_type'", "\"longrope\"", "default", "yarn"});
-  expect_error([] { resolve({{"model_type", "llama"}, {"rope_scaling", {{"type", "su"}}}}); },
+  expect_error_with([] { resolve({{"model_type", "llama"}, {"rope_scaling", {{"type", "su"}}}}); },
                {"'rope_scaling.type'", "\"su\""});
-  expect_error(
+  expect_error_with(
       [] {
         json tc = {{"rope_parameters",
                     {{"full_attention", {{"rope_type", "longrope"}}},
@@ -780,16 +769,16 @@ TEST(ConfigErrors, UnknownRopeType) {
 }
 
 TEST(ConfigErrors, MissingRopeFields) {
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"model_type", "llama"},
                  {"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0},
                                    {"high_freq_factor", 4.0}}}});
       },
       {"'rope_scaling.low_freq_factor'", "missing"});
-  expect_error([] { resolve({{"model_type", "llama"}, {"rope_scaling", {{"type", "linear"}}}}); },
+  expect_error_with([] { resolve({{"model_type", "llama"}, {"rope_scaling", {{"type", "linear"}}}}); },
                {"'rope_scaling.factor'", "missing"});
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"model_type", "llama"}, {"rope_scaling", {{"type", "linear"}, {"factor", "2"}}}});
       },
@@ -797,13 +786,13 @@ TEST(ConfigErrors, MissingRopeFields) {
 }
 
 TEST(ConfigErrors, Gemma3RopeParametersMustBePerLayerType) {
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"model_type", "gemma3_text"},
                  {"rope_parameters", {{"rope_type", "linear"}, {"factor", 8.0}}}});
       },
       {"'rope_parameters'", "full_attention", "sliding_attention"});
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"model_type", "llama"},
                  {"rope_parameters", {{"full_attention", {{"rope_type", "default"}}}}}});
@@ -818,67 +807,67 @@ TEST(ConfigErrors, WrongFieldTypesNameFileAndField) {
     return kvprime::load_model_config(dir.path());
   };
   const std::string file = dir.file("config.json");
-  expect_error([&] { write_and_load({{"model_type", "llama"}, {"num_attention_heads", "abc"}}); },
+  expect_error_with([&] { write_and_load({{"model_type", "llama"}, {"num_attention_heads", "abc"}}); },
                {file + ": field 'num_attention_heads' must be an integer, got \"abc\""});
-  expect_error([&] { write_and_load({{"model_type", "llama"}, {"hidden_size", 4096.5}}); },
+  expect_error_with([&] { write_and_load({{"model_type", "llama"}, {"hidden_size", 4096.5}}); },
                {file, "'hidden_size' must be an integer", "4096.5"});
-  expect_error([&] { write_and_load({{"model_type", "llama"}, {"tie_word_embeddings", "yes"}}); },
+  expect_error_with([&] { write_and_load({{"model_type", "llama"}, {"tie_word_embeddings", "yes"}}); },
                {file, "'tie_word_embeddings' must be a boolean"});
-  expect_error([&] { write_and_load({{"model_type", "llama"}, {"rope_theta", "big"}}); },
+  expect_error_with([&] { write_and_load({{"model_type", "llama"}, {"rope_theta", "big"}}); },
                {file, "'rope_theta' must be a number"});
-  expect_error([&] { write_and_load({{"model_type", 3}}); },
+  expect_error_with([&] { write_and_load({{"model_type", 3}}); },
                {file, "'model_type' must be a string"});
-  expect_error([&] { write_and_load({{"model_type", "llama"}, {"eos_token_id", {1, "x"}}}); },
+  expect_error_with([&] { write_and_load({{"model_type", "llama"}, {"eos_token_id", {1, "x"}}}); },
                {file, "'eos_token_id' must be an integer or a list of integers"});
-  expect_error([&] { write_and_load({{"model_type", "llama"}, {"rope_scaling", 2}}); },
+  expect_error_with([&] { write_and_load({{"model_type", "llama"}, {"rope_scaling", 2}}); },
                {file, "'rope_scaling' must be an object"});
-  expect_error([&] { write_and_load({{"model_type", "llama"}, {"layer_types", "full"}}); },
+  expect_error_with([&] { write_and_load({{"model_type", "llama"}, {"layer_types", "full"}}); },
                {file, "'layer_types' must be a list of strings"});
-  expect_error(
+  expect_error_with(
       [&] {
         write_and_load({{"architectures", {"Gemma3ForConditionalGeneration"}},
                         {"model_type", "gemma3"},
                         {"text_config", {{"hidden_size", "big"}}}});
       },
       {file, "'text_config.hidden_size' must be an integer", "\"big\""});
-  expect_error([&] { write_and_load(json::array({1, 2})); }, {file, "JSON object"});
+  expect_error_with([&] { write_and_load(json::array({1, 2})); }, {file, "JSON object"});
   // 4096.0 is an integer written as a float: accepted.
   EXPECT_EQ(write_and_load({{"model_type", "llama"}, {"hidden_size", 2048.0}}).hidden_size, 2048);
 }
 
 TEST(ConfigErrors, BadValues) {
-  expect_error([] { resolve({{"model_type", "llama"}, {"hidden_act", "relu"}}, "r/config.json"); },
+  expect_error_with([] { resolve({{"model_type", "llama"}, {"hidden_act", "relu"}}, "r/config.json"); },
                {"r/config.json", "'hidden_act'", "\"relu\"", "silu"});
-  expect_error([] { resolve({{"model_type", "llama"}, {"head_dim", 63}}); },
+  expect_error_with([] { resolve({{"model_type", "llama"}, {"head_dim", 63}}); },
                {"head_dim 63", "even"});
-  expect_error([] { resolve({{"model_type", "llama"}, {"num_hidden_layers", 0}}); },
+  expect_error_with([] { resolve({{"model_type", "llama"}, {"num_hidden_layers", 0}}); },
                {"'num_hidden_layers'", "positive"});
-  expect_error(
+  expect_error_with(
       [] { resolve({{"model_type", "llama"}, {"hidden_size", 100}, {"num_attention_heads", 3}}); },
       {"'hidden_size' (100)", "'num_attention_heads' (3)", "head_dim"});
-  expect_error([] { resolve({{"model_type", "gemma2"}, {"layer_types", {"full_attention"}}}); },
+  expect_error_with([] { resolve({{"model_type", "gemma2"}, {"layer_types", {"full_attention"}}}); },
                {"'layer_types'", "1 entries", "26 layers"});
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"model_type", "gemma2"}, {"num_hidden_layers", 1},
                  {"layer_types", {"chunked_attention"}}});
       },
       {"'layer_types'", "chunked_attention"});
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"model_type", "qwen2"}, {"num_hidden_layers", 2},
                  {"layer_types", {"full_attention", "sliding_attention"}}});
       },
       {"layer 1", "'use_sliding_window' is false"});
-  expect_error(
+  expect_error_with(
       [] {
         resolve({{"model_type", "llama"}, {"num_hidden_layers", 2},
                  {"layer_types", {"full_attention", "sliding_attention"}}});
       },
       {"'layer_types'", "ignores layer_types"});
-  expect_error([] { resolve({{"model_type", "gemma2"}, {"sliding_window", nullptr}}); },
+  expect_error_with([] { resolve({{"model_type", "gemma2"}, {"sliding_window", nullptr}}); },
                {"layer 0", "'sliding_window' is null"});
-  expect_error(
+  expect_error_with(
       [] { resolve({{"model_type", "gemma3_text"}, {"use_bidirectional_attention", true}}); },
       {"'use_bidirectional_attention'"});
 }
@@ -886,11 +875,11 @@ TEST(ConfigErrors, BadValues) {
 TEST(ConfigErrors, NotJsonAndMissingFiles) {
   kvprime::test::TempDir dir;
   kvprime::test::write_file(dir.file("config.json"), "{\"model_type\": \"llama\",");
-  expect_error([&] { kvprime::load_model_config(dir.file("config.json")); },
+  expect_error_with([&] { kvprime::load_model_config(dir.file("config.json")); },
                {dir.file("config.json"), "not valid JSON"});
-  expect_error([&] { kvprime::load_model_config(dir.file("nope.json")); },
+  expect_error_with([&] { kvprime::load_model_config(dir.file("nope.json")); },
                {dir.file("nope.json"), "no such file"});
   kvprime::test::TempDir empty;
-  expect_error([&] { kvprime::load_model_config(empty.path()); },
+  expect_error_with([&] { kvprime::load_model_config(empty.path()); },
                {empty.path(), "no config.json"});
 }
