@@ -13,7 +13,9 @@ PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
           # Debian's libtorch calls the BLAS behind libblas.so.3; without OpenBLAS that is the
           # reference BLAS: the demo model's seed pipeline took 4.1 s/sample there, 0.28 s with
           # OpenBLAS (bench_seed, 2-core dev machine). Installing it switches the alternative.
-          libopenblas0-pthread)
+          libopenblas0-pthread
+          # The sanitizer stage (scripts/sanitize.sh): clang 14 with libFuzzer and the sanitizer runtimes.
+          clang libclang-rt-14-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

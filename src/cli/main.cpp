@@ -2,6 +2,8 @@
 #include <iostream>
 #include <map>
 
+#include <c10/util/Exception.h>
+
 #include "commands.h"
 #include "kvprime/core/error.h"
 
@@ -55,6 +57,10 @@ int main(int argc, char** argv) {
   } catch (const kvprime::Error& e) {
     std::cerr << "kvprime: error: " << e.what() << "\n";
     return 1;
+  } catch (const c10::Error& e) {
+    // A LibTorch check that kvprime's own checks did not anticipate: its message, not its C++ stack.
+    std::cerr << "kvprime: unexpected error (LibTorch): " << e.what_without_backtrace() << "\n";
+    return 3;
   } catch (const std::exception& e) {
     std::cerr << "kvprime: unexpected error: " << e.what() << "\n";
     return 3;

@@ -1,5 +1,8 @@
 #include "kvprime/core/compat.h"
 
+#include <map>
+#include <mutex>
+
 #include <ATen/detail/CUDAHooksInterface.h>
 
 #include <cstdlib>
@@ -14,6 +17,22 @@ namespace kvprime::compat {
 int cuda_device_count() { return at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0; }
 
 bool cuda_available() { return cuda_device_count() > 0; }
+
+bool cpu_matmul_supported(at::ScalarType dtype) {
+  static std::mutex mu;
+  static std::map<at::ScalarType, bool> known;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = known.find(dtype);
+  if (it != known.end()) return it->second;
+  bool ok = true;
+  try {
+    const at::Tensor a = at::ones({1, 1}, at::TensorOptions().dtype(dtype));
+    (void)at::matmul(a, a);
+  } catch (const c10::Error&) {
+    ok = false;
+  }
+  return known[dtype] = ok;
+}
 
 at::Tensor to_device(const at::Tensor& t, at::Device device) {
   if (!t.defined() || t.device() == device) return t;

@@ -38,6 +38,10 @@ Model Model::load(const std::string& dir, const LoadOptions& options) {
   if (m.device_.is_cuda()) compat::avoid_per_shape_attention_compilation();
   KVP_CHECK(m.dtype_ == at::kFloat || m.dtype_ == at::kBFloat16 || m.dtype_ == at::kHalf,
             "model dtype must be float32, bfloat16 or float16, got ", dtype_name(m.dtype_));
+  KVP_CHECK(!m.device_.is_cpu() || compat::cpu_matmul_supported(m.dtype_), "model '", dir, "': ",
+            dtype_name(m.dtype_), " on the CPU is not supported by this LibTorch (", TORCH_VERSION,
+            ": no ", dtype_name(m.dtype_), " CPU matrix multiply); use float32 or bfloat16 on the CPU, "
+            "or a CUDA device");
 
   Checkpoint ckpt = Checkpoint::open(dir);
   auto w = load_weights(ckpt, m.config_, m.dtype_, m.device_);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kvprime/core/compat.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -338,6 +339,21 @@ TEST(BadInputMatrix, CoversAtLeastThirtyCasesAcrossEveryFormat) {
     for (const auto& c : cases()) n += std::string(c.name).rfind(prefix, 0) == 0;
     EXPECT_GE(n, 1) << prefix;
   }
+}
+
+}  // namespace
+
+namespace {
+
+// Debian's LibTorch 1.13 has no float16 matrix multiply on the CPU; asking for it is an error that
+// says so before any work, not LibTorch's "addmm_impl_cpu_ not implemented" with a C++ stack.
+TEST(BadInputMatrix, UnsupportedCpuDtypeIsNamed) {
+  if (kvprime::compat::cpu_matmul_supported(at::kHalf))
+    GTEST_SKIP() << "this LibTorch multiplies float16 on the CPU";
+  const auto r = kvprime::test::run_cli("generate -m " + q(demo()) + " --dtype float16 --ids 1,2");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("float16 on the CPU is not supported"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("frame #"), std::string::npos) << "no C++ stack in a message: " << r.out;
 }
 
 }  // namespace

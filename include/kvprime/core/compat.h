@@ -35,6 +35,10 @@ namespace kvprime::compat {
 bool cuda_available();
 int cuda_device_count();
 
+// Whether this LibTorch multiplies `dtype` matrices on the CPU (Debian's 1.13 has no float16 CPU
+// matmul: "addmm_impl_cpu_ not implemented for 'Half'"). Probed once per dtype with a 1x1 product.
+bool cpu_matmul_supported(at::ScalarType dtype);
+
 // `t` on `device`. A host tensor bound for a CUDA device goes through pinned memory with a
 // non-blocking copy: a copy from pageable memory makes the host wait for the stream to drain,
 // which would serialise every forward's inputs with the previous forward's kernels.
