@@ -35,7 +35,7 @@ else
   # Every test binary once, all its cases in one process, $JOBS at a time. (ctest starts one
   # process per test case; under ASan each start-up, LibTorch's included, costs 2-3 s on the
   # 2-core machines: 580 cases took ~22 minutes that way.) Working directory as under ctest.
-  find "$BUILD_DIR/tests" -maxdepth 1 -type f -executable -name '*_test_*' | sort |
+  find "$(realpath "$BUILD_DIR")/tests" -maxdepth 1 -type f -executable -name '*_test_*' | sort |
     xargs -P "$JOBS" -I{} sh -c 'cd "$(dirname "$1")" && "$1" --gtest_brief=1 >"$1.log" 2>&1 ||
       { echo "sanitize: FAILED $1:"; tail -80 "$1.log"; exit 1; }' _ {} ||
     { echo "sanitize: the test suite failed under ASan + UBSan (logs: $BUILD_DIR/tests/*.log)"; exit 1; }
