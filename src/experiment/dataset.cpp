@@ -70,6 +70,9 @@ json parse_line(const std::string& text, const LineCtx& ctx) {
   json v;
   try {
     v = json::parse(text, cb);
+  } catch (const json::out_of_range& e) {  // a number beyond double/int64 (1e999): found by fuzzing
+    KVP_FAIL(ctx.where(), ": invalid JSON: ", strip_json_prefix(e.what()),
+             "; numbers must fit a 64-bit integer or a double");
   } catch (const json::parse_error& e) {
     std::string hint = "each line must be one complete JSON object (JSON Lines)";
     const size_t first = text.find_first_not_of(" \t");

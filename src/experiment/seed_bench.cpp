@@ -51,20 +51,15 @@ struct BenchSample {
   std::string id, passage, query, answer, surrogate;
 };
 
+// The samples of --data, read and checked like an experiment's dataset (errors name path:line).
 std::vector<BenchSample> read_samples(const std::string& path, size_t n) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("bench: cannot read --data " + path);
+  DatasetOptions o;
+  o.limit = static_cast<int64_t>(n);
   std::vector<BenchSample> out;
-  std::string line;
-  while (std::getline(f, line) && out.size() < n) {
-    if (line.empty()) continue;
-    json j = json::parse(line);
-    BenchSample s{j.value("id", std::to_string(out.size())), j.at("passage"), j.at("query"), j.at("answer"), ""};
-    if (j.contains("surrogates") && !j["surrogates"].empty()) s.surrogate = j["surrogates"][0];
-    else s.surrogate = s.query;
-    out.push_back(s);
-  }
-  if (out.empty()) throw std::runtime_error("bench: no samples in " + path);
+  for (const Sample& smp : read_dataset(path, o))
+    out.push_back({smp.id, smp.passage, smp.query, smp.answer,
+                   smp.surrogates.empty() ? smp.query : smp.surrogates[0]});
+  KVP_CHECK(!out.empty(), "bench: --data ", path, " holds no samples");
   while (out.size() < n) out.push_back(out[out.size() % out.size()]);  // cycle to reach n
   return out;
 }

@@ -673,7 +673,7 @@ ModelConfig load_model_config(const std::string& path) {
   json j;
   try {
     j = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     KVP_FAIL(file, ": not valid JSON (", e.what(), "); is the file truncated or not a config.json?");
   }
   return resolve_config(parse_raw_config(j, file));

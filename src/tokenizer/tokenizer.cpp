@@ -60,7 +60,7 @@ std::string read_text_file(const std::string& path, const char* what) {
 json parse_json(std::string_view text, const std::string& origin) {
   try {
     return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     KVP_FAIL(origin, ": malformed JSON (", e.what(), ")");
   }
 }
