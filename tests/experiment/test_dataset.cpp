@@ -241,3 +241,14 @@ TEST(Dataset, EmptyFilesAndBadPaths) {
   test::write_file(tmp.file("bad.jsonl"), kA + "\n{\n");
   expect_error_with([&] { read_dataset(tmp.file("bad.jsonl")); }, {tmp.file("bad.jsonl") + ":2"});
 }
+
+namespace {
+
+// nlohmann reports a number beyond double as out_of_range, not parse_error (found by fuzzing).
+TEST(Dataset, NumberBeyondDoubleIsALineError) {
+  expect_error_with([] { parse_dataset("{\"id\": \"a\", \"passage\": \"p\", \"query\": \"q\", \"answer\": \"a b\", \"n\": 1e999}\n",
+                                       "f.jsonl"); },
+                    {"f.jsonl:1", "number overflow"});
+}
+
+}  // namespace

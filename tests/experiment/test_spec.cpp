@@ -176,3 +176,18 @@ TEST(Prefix, SeededDrawIsPortable) {
 }
 
 }  // namespace
+
+namespace {
+
+// toml++ 3.3 has undefined behaviour on non-ASCII outside strings (see spec.cpp); TOML 1.0 does
+// not allow it there, so it is refused up front. Inside strings and comments it is text as usual.
+TEST(ExperimentSpec, NonAsciiOutsideStringsIsRefusedInsideIsKept) {
+  expect_error("caf\xC3\xA9 = 1\n", {"exp.toml:5", "non-ASCII character outside a string"});
+  expect_error("[templates]\nanswer = \"\"\"a \\\n   \xC3\xA9\"\"\"\n", {"exp.toml:6", "line-ending backslash"});
+  ExperimentSpec s = parse("# \xC3\xA9t\xC3\xA9\n[templates]\nanswer = \" caf\xC3\xA9 {answer}\"\n"
+                           "query = '''\xC3\xA9 {query}'''\n[[condition]]\nname = \"\xC3\xA9t\xC3\xA9\"\nprefix = \"oracle\"\n");
+  EXPECT_EQ(s.templates.answer_template, " caf\xC3\xA9 {answer}");
+  EXPECT_EQ(s.templates.query_template, "\xC3\xA9 {query}");
+}
+
+}  // namespace
