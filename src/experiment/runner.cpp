@@ -117,9 +117,7 @@ class Progress {
 };
 
 // Per layer, ||K_c - K_bare|| / ||K_bare|| and the same for V, over the document slots (BOS and the
-// last doc_len slots of `c`; a full-context cache keeps prefix slots in between, which are skipped).
-// Divergence of a condition's cache from the bare cache of the same document: the condition's
-// BOS and document slots (its prefix slots dropped) against the bare cache's.
+// last doc_len slots of `c`; a full-context cache keeps prefix slots in between, which are dropped).
 nlohmann::json layer_divergence(const KVCache& c, const KVCache& bare) {
   const LayerDistance d = relative_l2_per_layer(
       bare, extract_and_truncate_cache_with_bos(c, bare.length() - 1), "per-layer divergence");

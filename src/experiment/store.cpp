@@ -22,7 +22,7 @@ constexpr int kBusyTimeoutMs = 30000;
 constexpr const char* kNow = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
 // Schema version 2 (kSchema + kFailuresTable). A change to it means kSchemaVersion + 1 and a
-// migration from every older one (migrate() below).
+// migration from every older one (in check_or_init below).
 constexpr const char* kSchema = R"sql(
 CREATE TABLE kvprime_meta (           -- what this file is: format, schema_version, created_by
   key   TEXT PRIMARY KEY,
