@@ -296,6 +296,9 @@ namespace {
 void refuse_non_ascii_outside_strings(const std::string& t, const std::string& origin) {
   enum { Code, Comment, Basic, Literal, MlBasic, MlLiteral } st = Code;
   int64_t line = 1;
+  // The last non-blank character in code ('\n' at a line start): a quote opens a string only where
+  // a key or a value can start; elsewhere (`x = 0"...`) toml++ reads on through the value.
+  char prev = '\n';
   auto fail = [&](const char* where) {
     KVP_FAIL(origin, ":", line, ": non-ASCII character ", where, "; TOML keys and syntax are "
              "ASCII (quote the key: \"caf\xC3\xA9\" = 1), non-ASCII text belongs in strings or comments");
@@ -305,21 +308,25 @@ void refuse_non_ascii_outside_strings(const std::string& t, const std::string& o
     const bool three = i + 2 < t.size() && t[i + 1] == t[i] && t[i + 2] == t[i];
     if (c == '\n') ++line;
     switch (st) {
-      case Code:
+      case Code: {
         if (c >= 0x80) fail("outside a string");
+        const bool opens = prev == '\n' || prev == '=' || prev == '[' || prev == ',' || prev == '{' || prev == '.';
         if (c == '#') st = Comment;
-        else if (c == '"') { st = three ? MlBasic : Basic; i += three ? 2 : 0; }
-        else if (c == '\'') { st = three ? MlLiteral : Literal; i += three ? 2 : 0; }
+        else if (c == '"' && opens) { st = three ? MlBasic : Basic; i += three ? 2 : 0; }
+        else if (c == '\'' && opens) { st = three ? MlLiteral : Literal; i += three ? 2 : 0; }
+        if (c == '\n') prev = '\n';
+        else if (c != ' ' && c != '\t' && c != '\r') prev = static_cast<char>(c);
         break;
+      }
       case Comment:
-        if (c == '\n') st = Code;
+        if (c == '\n') { st = Code; prev = '\n'; }
         break;
       case Basic:
         if (c == '\\') ++i;
-        else if (c == '"' || c == '\n') st = Code;
+        else if (c == '"' || c == '\n') { st = Code; prev = static_cast<char>(c); }
         break;
       case Literal:
-        if (c == '\'' || c == '\n') st = Code;
+        if (c == '\'' || c == '\n') { st = Code; prev = static_cast<char>(c); }
         break;
       case MlBasic:
         if (c == '\\') {
@@ -330,12 +337,14 @@ void refuse_non_ascii_outside_strings(const std::string& t, const std::string& o
           if (j == i + 1) ++i;  // an escape such as \" or \\: skip the escaped character
         } else if (c == '"' && three) {
           st = Code;
+          prev = '"';
           i += 2;
         }
         break;
       case MlLiteral:
         if (c == '\'' && three) {
           st = Code;
+          prev = '\'';
           i += 2;
         }
         break;

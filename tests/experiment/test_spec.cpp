@@ -184,8 +184,10 @@ namespace {
 TEST(ExperimentSpec, NonAsciiOutsideStringsIsRefusedInsideIsKept) {
   expect_error("caf\xC3\xA9 = 1\n", {"exp.toml:5", "non-ASCII character outside a string"});
   expect_error("[templates]\nanswer = \"\"\"a \\\n   \xC3\xA9\"\"\"\n", {"exp.toml:6", "line-ending backslash"});
+  expect_error("x = 0\"caf\xC3\xA9\"\n", {"exp.toml:5", "non-ASCII character outside a string"});  // not a string start
   ExperimentSpec s = parse("# \xC3\xA9t\xC3\xA9\n[templates]\nanswer = \" caf\xC3\xA9 {answer}\"\n"
-                           "query = '''\xC3\xA9 {query}'''\n[[condition]]\nname = \"\xC3\xA9t\xC3\xA9\"\nprefix = \"oracle\"\n");
+                           "query = '''\xC3\xA9 {query}'''\n[[condition]]\nname = \"\xC3\xA9t\xC3\xA9\"\nprefix = \"oracle\"\n"
+                           "layers = [ 0,\n  1 ]\nkeys = \"bare\"\n");
   EXPECT_EQ(s.templates.answer_template, " caf\xC3\xA9 {answer}");
   EXPECT_EQ(s.templates.query_template, "\xC3\xA9 {query}");
 }
