@@ -15,7 +15,10 @@ PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
           # OpenBLAS (bench_seed, 2-core dev machine). Installing it switches the alternative.
           libopenblas0-pthread
           # The sanitizer stage (scripts/sanitize.sh): clang 14 with libFuzzer and the sanitizer runtimes.
-          clang libclang-rt-14-dev)
+          clang libclang-rt-14-dev
+          # Python bindings (python/, `import kvprime`): Debian's torch for Debian's Python, pybind11,
+          # pytest (the `python` test label) and venv (the `pip install .` target).
+          python3-dev python3-torch pybind11-dev python3-pytest python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -37,7 +40,26 @@ if [ -x scripts/fetch_tokenizers.sh ]; then
 fi
 
 BUILD_DIR=${KVPRIME_BUILD_DIR:-build}
+# The Python extension is built for the Python that has Debian's torch (/usr/bin/python3, not a
+# pyenv python3 earlier on PATH): it must load the same libtorch as the C++ library.
+PY_ARGS=()
+KVPRIME_PYTHON=${KVPRIME_PYTHON:-/usr/bin/python3}
+if "$KVPRIME_PYTHON" -c "import torch" 2>/dev/null; then
+  PY_ARGS=(-DKVPRIME_BUILD_PYTHON=ON "-DPython3_EXECUTABLE=$KVPRIME_PYTHON")
+else
+  echo "setup: $KVPRIME_PYTHON cannot import torch: Python bindings not built"
+fi
 JOBS=${KVPRIME_JOBS:-$(nproc)}
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-RelWithDebInfo} >/dev/null
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-RelWithDebInfo} "${PY_ARGS[@]}" >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS"
 echo "setup: built into $BUILD_DIR"
+
+# `pip install .` into a virtual environment that also sees Debian's torch (--system-site-packages):
+# the build backend (python/build_backend) reuses $BUILD_DIR, so this only packs the wheel.
+# Offline: pyproject.toml requires nothing from an index.
+if ((${#PY_ARGS[@]})); then
+  VENV="$BUILD_DIR/venv"
+  [ -x "$VENV/bin/python" ] || "$KVPRIME_PYTHON" -m venv --system-site-packages "$VENV"
+  KVPRIME_BUILD_DIR="$BUILD_DIR" "$VENV/bin/pip" install --quiet --no-index --no-deps . >/dev/null
+  echo "setup: Python package installed in $VENV (source $VENV/bin/activate; python -c 'import kvprime')"
+fi

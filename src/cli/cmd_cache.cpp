@@ -91,12 +91,15 @@ Action add_cache(CLI::App& app) {
       if (b->prefix.empty()) {
         cache = primer.build_kv_cache(format_template(cfg.document_template, {{"document", b->passage}})).cache;
       } else {
-        TruncatedCache t = b->no_correct
-                               ? primer.build_truncated_kv_cache(b->prefix, b->passage)
-                               : primer.build_truncated_cache_variable_prefix(b->prefix, b->passage);
-        cache = t.cache;
+        // One construction with and without --no-correct: prefix + separator, then the document
+        // (as build_truncated_cache_variable_prefix); only the RoPE correction differs.
+        JointTokens j = primer.tokenize_joint(b->prefix + cfg.prefix_separator,
+                                              format_template(cfg.document_template, {{"document", b->passage}}));
+        PrimeOptions opt;
+        opt.correct_rope = !b->no_correct;
+        cache = build_primed_cache(m, j.prefix_ids(), j.doc_ids(), opt);
         meta["prefix"] = b->prefix;
-        meta["prefix_token_len"] = std::to_string(t.prefix_token_len);
+        meta["prefix_token_len"] = std::to_string(j.boundary);
         meta["rope_corrected"] = b->no_correct ? "false" : "true";
       }
       // A cache with NaN/inf would score garbage wherever it is used: refuse to write it.
