@@ -27,7 +27,11 @@ void bind_core(pyb::module_& m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
-      error(e.what());
+#if PYBIND11_VERSION_HEX >= 0x020C0000  // pybind11 2.12 (PyTorch 2.x ships newer ones) deprecates error()
+      pyb::set_error(error, e.what());
+#else
+      error(e.what());  // Debian's pybind11 2.10
+#endif
     } catch (const c10::Error& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
     }

@@ -146,3 +146,24 @@ def test_forward_matches_hf_fixture(name):
     for li in range(m.config.num_hidden_layers):
         assert max_rel(cache.key(li), exp[f"plain/k/{li}"]) < F32_TOL, (name, li)
         assert max_rel(cache.value(li), exp[f"plain/v/{li}"]) < F32_TOL, (name, li)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (runs on the GPU machine)")
+def test_cuda_equals_cpu(model, tokenizer, config):
+    """The same float32 model on CUDA: caches live on the GPU (shared, not copied back) and agree
+    with the CPU's to float32 reduction-order rounding (TF32 is off: LibTorch's default for
+    float32 matmuls), as the C++ parity suite's CUDA cases."""
+    gpu = kvprime.Model.load(str(DEMO), device="cuda")
+    n_gpu, c_gpu = kvprime.build_kv_cache("Document:\n" + PASSAGE, gpu, tokenizer, config)
+    n_cpu, c_cpu = kvprime.build_kv_cache("Document:\n" + PASSAGE, model, tokenizer, config)
+    assert n_gpu == n_cpu and c_gpu.device.startswith("cuda")
+    assert c_gpu.key(0).is_cuda and c_gpu.key(0).data_ptr() == c_gpu.key(0).data_ptr()
+    for li in range(c_cpu.n_layer):
+        assert max_rel(c_gpu.key(li).cpu(), c_cpu.key(li)) < F32_TOL, li
+        assert max_rel(c_gpu.value(li).cpu(), c_cpu.value(li)) < F32_TOL, li
+    q = config.query_template.format(query=QUERY)
+    nll_gpu = kvprime.score_answer_with_cache(c_gpu, n_gpu, q, "approximately 20 percent", gpu,
+                                              tokenizer, config)
+    nll_cpu = kvprime.score_answer_with_cache(c_cpu, n_cpu, q, "approximately 20 percent", model,
+                                              tokenizer, config)
+    assert abs(nll_gpu - nll_cpu) < F32_TOL * abs(nll_cpu), (nll_gpu, nll_cpu)

@@ -18,6 +18,16 @@ BUILD_DIR = os.environ.get("KVPRIME_BUILD_DIR", str(SOURCE_DIR / "build"))
 def test_pip_install_offline_into_a_venv(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([PYTHON, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # --system-site-packages shows the base interpreter's packages; where torch lives in another
+    # environment (the GPU machine's python3 is itself a venv), a .pth file adds its directory.
+    torch_site = subprocess.run([PYTHON, "-c", "import os, torch; "
+                                 "print(os.path.dirname(os.path.dirname(torch.__file__)))"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(site, "kvprime_test_torch.pth"), "w") as f:
+        f.write(torch_site + "\n")
     env = dict(os.environ, KVPRIME_BUILD_DIR=BUILD_DIR, PIP_NO_INDEX="1",
                PIP_DISABLE_PIP_VERSION_CHECK="1")
     env.pop("PYTHONPATH", None)  # the installed package, not the build tree's

@@ -11,8 +11,10 @@ cp -r /usr/include/CLI "$D/include/"
 cp /usr/include/pcre2.h "$D/include/"
 cp -r /usr/include/toml++ "$D/include/"
 cp /usr/lib/x86_64-linux-gnu/libpcre2-8.a "$D/lib/"
-# SQLite (results store): header + Debian's static library (position-independent, needs only libm,
-# libdl and pthreads, which CMakeLists.txt links); CMake's FindSQLite3 finds both via CMAKE_PREFIX_PATH.
+# SQLite (results store): header + Debian's static library (needs only libm, libdl and pthreads,
+# which CMakeLists.txt links); CMake's FindSQLite3 finds both via CMAKE_PREFIX_PATH. Not
+# position-independent: fine for executables; the Python extension links the machine's shared
+# libsqlite3 instead (tools/gpu/python_check.sh).
 cp /usr/include/sqlite3.h "$D/include/"
 cp /usr/lib/x86_64-linux-gnu/libsqlite3.a "$D/lib/"
 cp -r /usr/share/cmake/nlohmann_json /usr/share/cmake/CLI11 "$D/share/cmake/"
