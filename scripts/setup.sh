@@ -18,7 +18,9 @@ PACKAGES=(build-essential cmake ninja-build pkg-config ccache git
           clang libclang-rt-14-dev
           # Python bindings (python/, `import kvprime`): Debian's torch for Debian's Python, pybind11,
           # pytest (the `python` test label) and venv (the `pip install .` target).
-          python3-dev python3-torch pybind11-dev python3-pytest python3-venv)
+          python3-dev python3-torch pybind11-dev python3-pytest python3-venv
+          # Distributed runs (`mpirun -np N kvprime run`, the `mpi` test label).
+          libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -6,6 +6,7 @@
 #include "kvprime/core/dtype.h"
 #include "kvprime/core/error.h"
 #include "kvprime/experiment/dataset.h"
+#include "kvprime/experiment/distributed.h"
 #include "kvprime/experiment/runner.h"
 #include "kvprime/experiment/seed_bench.h"
 #include "kvprime/experiment/spec.h"
@@ -45,13 +46,31 @@ Action add_run(CLI::App& app) {
   return [a]() {
     ExperimentSpec spec = load_experiment(a->toml);
     if (a->samples >= 0) spec.samples = a->samples;
-    Loaded L = load_for(spec);
-    ExperimentRunner runner(spec, L.model, L.tok, read_dataset(spec.dataset, dataset_options_for(spec)));
     RunOptions ro;
     ro.new_run = a->new_run;
     ro.progress = !a->quiet;
-    RunSummary s = runner.run(ro);
-    std::cout << "kvprime run: " << spec.name << ": " << s.samples << " samples x " << s.conditions
+    RunSummary s;
+    int ranks = 1;
+    if (launched_by_mpi()) {
+      // mpirun -np N: every rank runs its shard, rank 0 stores all rows and reports.
+      MpiSession mpi;  // an error naming the fix if this kvprime was built without MPI
+      const MpiWorld& w = mpi.world();
+      try {
+        s = run_experiment_distributed(spec, ro, w);
+      } catch (const std::exception& e) {
+        // Rows already stored stay; the other ranks must not wait for this one.
+        std::cerr << "kvprime run: rank " << w.rank << " of " << w.size << ": error: " << e.what() << "\n";
+        MpiSession::abort(1);
+      }
+      if (w.rank != 0) return s.interrupted ? 1 : 0;
+      ranks = w.size;
+    } else {
+      Loaded L = load_for(spec);
+      ExperimentRunner runner(spec, L.model, L.tok, read_dataset(spec.dataset, dataset_options_for(spec)));
+      s = runner.run(ro);
+    }
+    std::cout << "kvprime run: " << spec.name << (ranks > 1 ? " (" + std::to_string(ranks) + " MPI ranks)" : "")
+              << ": " << s.samples << " samples x " << s.conditions
               << " conditions; " << s.rows_done_before << " rows were stored, " << s.rows_computed
               << " computed in " << s.seconds << " s (" << static_cast<int64_t>(s.tokens / std::max(s.seconds, 1e-9))
               << " tokens/s)";

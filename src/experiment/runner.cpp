@@ -22,6 +22,7 @@
 #include "kvprime/core/dtype.h"
 #include "kvprime/core/error.h"
 #include "kvprime/experiment/prefix.h"
+#include "kvprime/experiment/sink.h"
 #include "kvprime/experiment/store.h"
 #include "kvprime/prime/score.h"
 
@@ -302,7 +303,6 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
     if (impl.answer_ids[i].size() >= 2) usable.push_back(i);
     else ++sum.skipped_samples;
   }
-  sum.samples = static_cast<int64_t>(usable.size());
   // Chunks of samples of similar length: a batched forward pads every row to its longest, and
   // padding is work that scores nothing. The order changes no result (rows are keyed by sample).
   std::stable_sort(usable.begin(), usable.end(), [&](size_t a, size_t b) {
@@ -311,14 +311,31 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
   if (sum.skipped_samples && options.progress)
     std::fprintf(stderr, "kvprime run: %ld sample(s) skipped: the answer is a single token (the NLL "
                  "is over answer tokens after the first)\n", static_cast<long>(sum.skipped_samples));
+  const size_t B = static_cast<size_t>(std::max<int64_t>(1, spec_.batch));
+  KVP_CHECK(options.shard_count >= 1 && options.shard_index >= 0 && options.shard_index < options.shard_count,
+            "run: shard ", options.shard_index, " of ", options.shard_count, " does not exist");
+  // This shard's chunks (all of them in a single-process run), cut before sharding so that every
+  // chunk holds the samples it would hold in a single process.
+  std::vector<std::vector<size_t>> chunks;
+  for (size_t begin = 0, k = 0; begin < usable.size(); begin += B, ++k)
+    if (static_cast<int64_t>(k % static_cast<size_t>(options.shard_count)) == options.shard_index)
+      chunks.emplace_back(usable.begin() + begin, usable.begin() + std::min(usable.size(), begin + B));
+  sum.samples = 0;
+  for (const auto& ch : chunks) sum.samples += static_cast<int64_t>(ch.size());
 
-  ResultStore store = ResultStore::open(spec_.store_path(), spec_.name, spec_.results_identity(),
-                                        options.new_run ? StoreMode::NewRun : StoreMode::Resume);
-  auto done = store.done();
+  std::unique_ptr<StoreSink> own_sink;
+  ResultSink* sink = options.sink;
+  if (!sink) {
+    own_sink = std::make_unique<StoreSink>(spec_.store_path(), spec_.name, spec_.results_identity(),
+                                           options.new_run ? StoreMode::NewRun : StoreMode::Resume);
+    sink = own_sink.get();
+  }
+  auto done = sink->done();
   const int64_t total = sum.samples * sum.conditions;
-  for (size_t i : usable)
-    for (const auto& c : spec_.conditions)
-      if (done.count({samples_[i].id, c.name})) ++sum.rows_done_before;
+  for (const auto& ch : chunks)
+    for (size_t i : ch)
+      for (const auto& c : spec_.conditions)
+        if (done.count({samples_[i].id, c.name})) ++sum.rows_done_before;
   Progress progress(options.progress, total, sum.rows_done_before);
 
   std::optional<KVCache> bos_cache;
@@ -334,10 +351,8 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
     const std::string* passage;  // nullptr: the sample's own
   };
 
-  const size_t B = static_cast<size_t>(std::max<int64_t>(1, spec_.batch));
   PhaseClock clock(model_.device());
-  for (size_t begin = 0; begin < usable.size(); begin += B) {
-    const std::vector<size_t> chunk(usable.begin() + begin, usable.begin() + std::min(usable.size(), begin + B));
+  for (const std::vector<size_t>& chunk : chunks) {
     for (const auto& c : spec_.conditions) {
       std::vector<Job> jobs;
       int64_t n_samples_todo = 0;
@@ -593,14 +608,15 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
           if (ids.count(r.sample_id)) keep.push_back(std::move(r));
         for (auto& f : failures)
           if (ids.count(f.sample_id)) keep_failed.push_back(std::move(f));
-        store.put(keep, keep_failed);
+        sink->put(keep, keep_failed);
+        sink->finish(/*interrupted=*/true);
         sum.rows_computed += static_cast<int64_t>(ids.size());
         sum.interrupted = true;
         progress.finish();
         sum.seconds = now_s() - t0;
         return sum;
       }
-      store.put(rows, failures);
+      sink->put(rows, failures);
       clock.mark("store");
       for (const auto& r : rows) done.insert({r.sample_id, r.condition});
       for (const auto& f : failures) {
@@ -618,8 +634,8 @@ RunSummary ExperimentRunner::run(const RunOptions& options) {
     }
   }
   progress.finish();
-  store.mark_finished();
-  sum.failures = store.info().failures;  // this call's and earlier calls' (a resume skips them)
+  sink->finish(/*interrupted=*/false);
+  sum.failures = sink->failures();  // this call's and earlier calls' (a resume skips them)
   sum.seconds = now_s() - t0;
   clock.print();
   return sum;

@@ -50,48 +50,12 @@ std::string experiment(const std::string& dir, const std::string& out) {
 
 // `kvprime args...` in the background, stdout and stderr into `log`.
 pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> argv;
-    const std::string exe = kvprime::test::cli_path();
-    argv.push_back(const_cast<char*>(exe.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
+  return kvprime::test::spawn(kvprime::test::cli_path(), args, log);
 }
 
-int wait_exit(pid_t pid) {
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-}
-
-// Rows committed so far (0 while the store does not exist or is being created).
-int64_t committed(const std::string& store) {
-  try {
-    if (!std::filesystem::exists(store)) return 0;
-    return ResultStore::open_readonly(store).count();
-  } catch (const std::exception&) {
-    return 0;
-  }
-}
-
-// Waits until `store` holds at least `rows` rows or the process exits; false if it exited.
-bool wait_rows(pid_t pid, const std::string& store, int64_t rows) {
-  for (int i = 0; i < 6000; ++i) {
-    if (committed(store) >= rows) return true;
-    int st = 0;
-    if (waitpid(pid, &st, WNOHANG) == pid) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using kvprime::test::wait_exit;
+using kvprime::test::wait_rows;
+int64_t committed(const std::string& store) { return kvprime::test::committed_rows(store); }
 
 using Key = std::tuple<std::string, std::string, int64_t>;
 std::map<Key, double> rows_of(const std::string& store) {

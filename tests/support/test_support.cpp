@@ -1,14 +1,20 @@
 #include "test_support.h"
 
 #include "kvprime/core/error.h"
+#include "kvprime/experiment/store.h"
 
 #include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
+#include <filesystem>
+#include <thread>
 #include <vector>
 #include <fstream>
 #include <sstream>
@@ -38,7 +44,11 @@ void expect_error_with(const std::function<void()>& f, const std::vector<std::st
 
 CliResult run_cli(const std::string& args) {
   // exec: the shell becomes kvprime, so a crash is the status's signal, not the shell's 128 + n.
-  const std::string cmd = "exec " + cli_path() + " " + args + " 2>&1";
+  return run_shell("exec " + cli_path() + " " + args);
+}
+
+CliResult run_shell(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   CliResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -95,6 +105,47 @@ double max_rel_diff(const at::Tensor& a, const at::Tensor& b) {
   auto db = b.detach().to(at::kCPU, at::kDouble);
   double scale = db.numel() ? db.abs().max().item<double>() : 0.0;
   return max_abs_diff(a, b) / std::max(scale, 1e-30);
+}
+
+pid_t spawn(const std::string& exe, const std::vector<std::string>& args, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(exe.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+int64_t committed_rows(const std::string& store) {
+  try {
+    if (!std::filesystem::exists(store)) return 0;
+    return ResultStore::open_readonly(store).count();
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+bool wait_rows(pid_t pid, const std::string& store, int64_t rows) {
+  for (int i = 0; i < 6000; ++i) {
+    if (committed_rows(store) >= rows) return true;
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
 }
 
 }  // namespace kvprime::test

@@ -1,6 +1,8 @@
 // Shared helpers for the test binaries: where fixtures live, temporary directories, tensor diffs.
 #pragma once
 
+#include <sys/types.h>
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -39,6 +41,17 @@ struct CliResult {
   std::string out;   // stdout and stderr
 };
 CliResult run_cli(const std::string& args);
+// Any shell command line, the same way (stdout and stderr together).
+CliResult run_shell(const std::string& command);
+
+// `exe args...` started in the background (fork + execv), stdout and stderr into the file `log`.
+pid_t spawn(const std::string& exe, const std::vector<std::string>& args, const std::string& log);
+// waitpid: the exit status, or minus the signal that ended it.
+int wait_exit(pid_t pid);
+// Rows committed to a results store so far (0 while it does not exist or is being created).
+int64_t committed_rows(const std::string& store);
+// Waits (up to 60 s) until `store` holds at least `rows` rows or `pid` exits; false if it exited.
+bool wait_rows(pid_t pid, const std::string& store, int64_t rows);
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);

@@ -23,10 +23,18 @@
 
 namespace kvprime {
 
+class ResultSink;
+
 struct RunOptions {
   bool new_run = false;        // start over under a new run id (old rows are archived, not lost)
   bool progress = true;        // progress bar on stderr
   int64_t stop_after_rows = 0; // testing: stop (as if killed) after this many stored rows; 0: never
+  // Sharding (distributed runs): this process computes chunk k (of `batch` samples, in the length
+  // order below) iff k % shard_count == shard_index. Whole chunks, so each row is computed with
+  // exactly the shapes (and float rounding) of a single-process run.
+  int64_t shard_index = 0, shard_count = 1;
+  // Where rows go; nullptr: the spec's store (StoreSink, opened with new_run's mode).
+  ResultSink* sink = nullptr;
 };
 
 struct RunSummary {
