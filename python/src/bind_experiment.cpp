@@ -75,6 +75,7 @@ void bind_experiment(pyb::module_& m) {
       .def_readwrite("model", &ExperimentSpec::model)
       .def_readwrite("dtype", &ExperimentSpec::dtype)
       .def_readwrite("device", &ExperimentSpec::device)
+      .def_readwrite("weights", &ExperimentSpec::weights)
       .def_readwrite("dataset", &ExperimentSpec::dataset)
       .def_readwrite("samples", &ExperimentSpec::samples)
       .def_readwrite("seed", &ExperimentSpec::seed)

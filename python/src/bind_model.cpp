@@ -57,17 +57,18 @@ void bind_model(pyb::module_& m) {
       .def_static(
           "load",
           [](const std::string& dir, const std::string& dtype, const std::string& device,
-             const std::string& name) {
+             const std::string& name, const std::string& weights) {
             LoadOptions o;
             o.dtype = parse_dtype(dtype, "dtype");
             o.device = parse_device(device, "device");
             o.name = name;
+            o.weights = parse_weight_format(weights, "weights");
             pyb::gil_scoped_release release;
             return std::make_shared<Model>(Model::load(dir, o));
           },
-          "path"_a, "dtype"_a = "float32", "device"_a = "cpu", "name"_a = "",
+          "path"_a, "dtype"_a = "float32", "device"_a = "cpu", "name"_a = "", "weights"_a = "native",
           "Loads config.json + *.safetensors from `path` (dtype: float32 | bfloat16 | float16; "
-          "device: cpu | cuda | cuda:N).")
+          "device: cpu | cuda | cuda:N; weights: native | nf4).")
       .def_property_readonly("config", &Model::config, pyb::return_value_policy::reference_internal)
       .def_property_readonly("dtype", [](const Model& mo) { return dtype_name(mo.dtype()); })
       .def_property_readonly("device", [](const Model& mo) { return mo.device().str(); })

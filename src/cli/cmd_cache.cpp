@@ -81,6 +81,7 @@ Action add_cache(CLI::App& app) {
       LoadOptions lo;
       lo.dtype = parse_dtype(b->model.dtype, "--dtype");
       lo.device = parse_device(b->model.device, "--device");
+      lo.weights = parse_weight_format(b->model.weights, "--weights");
       Model m = Model::load(b->model.model_dir, lo);
       Tokenizer tok = Tokenizer::from_checkpoint(b->model.model_dir);
       ExperimentConfig cfg;

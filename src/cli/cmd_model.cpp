@@ -17,6 +17,7 @@ Model load(const ModelArgs& a) {
   LoadOptions lo;
   lo.dtype = parse_dtype(a.dtype, "--dtype");
   lo.device = parse_device(a.device, "--device");
+  lo.weights = parse_weight_format(a.weights, "--weights");
   return Model::load(a.model_dir, lo);
 }
 

@@ -13,6 +13,7 @@ struct ModelArgs {
   std::string model_dir;
   std::string dtype = "float32";
   std::string device = "cpu";
+  std::string weights = "native";
   void add_to(CLI::App& app);
 };
 

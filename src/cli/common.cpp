@@ -10,6 +10,9 @@ void ModelArgs::add_to(CLI::App& app) {
       ->required();
   app.add_option("--dtype", dtype, "Compute dtype: float32, bfloat16, float16")->capture_default_str();
   app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--weights", weights, "linear layers: native (the checkpoint's, in --dtype) or nf4 "
+                 "(4-bit NormalFloat, blocks of 64, quantized at load time)")
+      ->capture_default_str();
 }
 
 std::vector<int64_t> parse_id_list(const std::string& text, const std::string& what) {

@@ -655,6 +655,7 @@ RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options)
   LoadOptions lo;
   lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
   lo.device = parse_device(spec.device, spec.source + ": experiment.device");
+  lo.weights = parse_weight_format(spec.weights, spec.source + ": experiment.weights");
   Model model = Model::load(spec.model, lo);
   Tokenizer tok = Tokenizer::from_checkpoint(spec.model);
   std::vector<Sample> samples = read_dataset(spec.dataset, dataset_options_for(spec));

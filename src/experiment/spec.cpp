@@ -269,7 +269,7 @@ nlohmann::json ExperimentSpec::results_identity() const {
                      {"pad_to_tokens", c.pad_to_tokens ? nlohmann::json(*c.pad_to_tokens) : nlohmann::json()}});
   }
   const ExperimentConfig& t = templates;
-  return {{"name", name},
+  nlohmann::json id = {{"name", name},
           {"model", model},
           {"dtype", dtype},
           {"device", device},
@@ -283,6 +283,9 @@ nlohmann::json ExperimentSpec::results_identity() const {
             {"surrogate", t.surrogate_template}, {"prefix_separator", t.prefix_separator},
             {"suffix", t.suffix_template}, {"answer", t.answer_template}}},
           {"conditions", conds}};
+  // Only when not the default, so that stores made before the option existed still resume.
+  if (weights != "native") id["weights"] = weights;
+  return id;
 }
 
 namespace {
@@ -373,6 +376,7 @@ ExperimentSpec parse_experiment(const std::string& toml_text, const std::string&
     s.model = e.str("model", "");
     s.dtype = e.choice("dtype", s.dtype, {"float32", "bfloat16", "float16"});
     s.device = e.str("device", s.device);
+    s.weights = e.choice("weights", s.weights, {"native", "nf4"});
     s.dataset = e.str("dataset", "");
     s.samples = e.integer("samples", 0, 0);
     s.seed = static_cast<uint64_t>(e.integer("seed", 42, 0));

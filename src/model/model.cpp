@@ -22,6 +22,15 @@ namespace kvprime {
 
 struct Model::Weights : ModelWeights {};
 
+WeightFormat parse_weight_format(const std::string& name, const std::string& what) {
+  if (name == "native" || name.empty()) return WeightFormat::Native;
+  if (name == "nf4") return WeightFormat::Nf4;
+  KVP_FAIL(what, ": unknown weight format '", name, "'; expected 'native' (the checkpoint's weights "
+           "in the compute dtype) or 'nf4' (4-bit NormalFloat, blocks of 64)");
+}
+
+const char* weight_format_name(WeightFormat f) { return f == WeightFormat::Nf4 ? "nf4" : "native"; }
+
 Model::Model() = default;
 Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
@@ -44,7 +53,7 @@ Model Model::load(const std::string& dir, const LoadOptions& options) {
             "or a CUDA device");
 
   Checkpoint ckpt = Checkpoint::open(dir);
-  auto w = load_weights(ckpt, m.config_, m.dtype_, m.device_);
+  auto w = load_weights(ckpt, m.config_, m.dtype_, m.device_, options.weights == WeightFormat::Nf4);
   m.w_ = std::make_unique<Weights>();
   static_cast<ModelWeights&>(*m.w_) = std::move(w);
 
@@ -78,6 +87,8 @@ Model Model::load(const std::string& dir, const LoadOptions& options) {
   if (m.identity_.name.empty() || m.identity_.name == ".")
     m.identity_.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
   m.identity_.fingerprint = hex64(fnv1a64(ckpt.fingerprint(), fnv1a64(cs.str())));
+  // NF4 weights compute other K/V than the checkpoint's own: their caches must not mix.
+  if (options.weights == WeightFormat::Nf4) m.identity_.fingerprint += "-nf4";
   m.identity_.n_layer = m.config_.n_layer;
   m.identity_.n_head_kv = m.config_.n_head_kv;
   m.identity_.head_dim = m.config_.head_dim;
@@ -240,7 +251,7 @@ at::Tensor Model::forward(const at::Tensor& input_ids_in, const at::Tensor& posi
     const LayerSpec& spec = cfg.layers[il];
 
     // --- attention ---
-    auto qkv = ops::linear(h, lw.w_qkv, lw.b_qkv);                      // [B, T, (H + 2 Hkv) D]
+    auto qkv = ops::linear(h, lw.nf4_qkv, lw.w_qkv, lw.b_qkv);          // [B, T, (H + 2 Hkv) D]
     auto q = qkv.narrow(-1, 0, H * D).view({B, T, H, D});
     auto k = qkv.narrow(-1, H * D, Hkv * D).view({B, T, Hkv, D});
     auto v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({B, T, Hkv, D});
@@ -254,13 +265,14 @@ at::Tensor Model::forward(const at::Tensor& input_ids_in, const at::Tensor& posi
     auto k_all = S ? at::cat({cache.key(il), new_k[il]}, 2) : new_k[il];  // [B, Hkv, S+T, D]
     auto v_all = S ? at::cat({cache.value(il), new_v[il]}, 2) : new_v[il];
     auto a = attention(q, k_all, v_all, mask_for(spec), cfg.attn_scale, cfg.attn_logit_softcap);
-    a = ops::linear(a.transpose(1, 2).reshape({B, T, H * D}), lw.wo, lw.bo);  // [B, T, d_model]
+    a = ops::linear(a.transpose(1, 2).reshape({B, T, H * D}), lw.nf4_o, lw.wo, lw.bo);  // [B, T, d_model]
     if (cfg.sandwich_norm) a = norm(a, lw.post_attn_norm);
 
     // --- feed-forward (gated) ---
     const at::Tensor& ffn_norm = cfg.sandwich_norm ? lw.pre_ffn_norm : lw.post_attn_norm;
     std::tie(x, h) = add_norm(x, a, ffn_norm);
-    auto f = ops::linear(gated(ops::linear(h, lw.w_gate_up, lw.b_gate_up)), lw.w_down, lw.b_down);
+    auto f = ops::linear(gated(ops::linear(h, lw.nf4_gate_up, lw.w_gate_up, lw.b_gate_up)), lw.nf4_down,
+                         lw.w_down, lw.b_down);
     if (cfg.sandwich_norm) f = norm(f, lw.post_ffn_norm);
     // The residual add and the next block's norm (the final norm after the last block).
     std::tie(x, h) = add_norm(x, f, il + 1 < cfg.n_layer ? w_->layers[il + 1].attn_norm : w_->final_norm);

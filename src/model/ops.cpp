@@ -13,6 +13,15 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
 
+at::Tensor linear(const at::Tensor& x, const std::vector<Nf4Tensor>& parts, const at::Tensor& w,
+                  const at::Tensor& b) {
+  if (parts.empty()) return linear(x, w, b);
+  // Dequantize-then-GEMM: the weight exists in the compute dtype only for this call.
+  std::vector<at::Tensor> ws;
+  for (const Nf4Tensor& q : parts) ws.push_back(dequantize_nf4(q, x.scalar_type()));
+  return linear(x, ws.size() == 1 ? ws[0] : at::cat(ws, 0), b);
+}
+
 at::Tensor activation(const at::Tensor& x, Activation act) {
   switch (act) {
     case Activation::SiLU: return at::silu(x);

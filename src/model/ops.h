@@ -4,6 +4,10 @@
 
 #include <ATen/ATen.h>
 
+#include <vector>
+
+#include "kvprime/model/nf4.h"
+
 #include "kvprime/model/config.h"
 
 namespace kvprime::ops {
@@ -14,6 +18,10 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, bool o
 
 // x @ w^T (+ b); b may be undefined.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+// x @ W^T (+ b) where W is `parts` (NF4, model/nf4.h) dequantized to x's dtype and stacked along
+// the output dimension (q, k, v -> one GEMM), or the dense `w` when `parts` is empty.
+at::Tensor linear(const at::Tensor& x, const std::vector<Nf4Tensor>& parts, const at::Tensor& w,
+                  const at::Tensor& b);
 
 at::Tensor activation(const at::Tensor& x, Activation act);
 

@@ -86,7 +86,7 @@ void fuse_projections(LayerWeights& lw) {
 }  // namespace
 
 ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::ScalarType dtype,
-                          at::Device device) {
+                          at::Device device, bool nf4) {
   // Pick the prefix under which this checkpoint stores the language model.
   std::string prefix;
   for (const auto& p : cfg.weight_prefixes) {
@@ -156,7 +156,21 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::Sc
       lw.b_up = r.get(L + "mlp.up_proj.bias", {dff});
       lw.b_down = r.get(L + "mlp.down_proj.bias", {d});
     }
-    fuse_projections(lw);
+    if (nf4) {
+      // Quantized from the weights in the compute dtype (as bitsandbytes quantizes the loaded
+      // fp16/bf16 weights); the dense copies are dropped layer by layer.
+      for (at::Tensor* t : {&lw.wq, &lw.wk, &lw.wv}) lw.nf4_qkv.push_back(quantize_nf4(*t));
+      lw.nf4_o.push_back(quantize_nf4(lw.wo));
+      for (at::Tensor* t : {&lw.w_gate, &lw.w_up}) lw.nf4_gate_up.push_back(quantize_nf4(*t));
+      lw.nf4_down.push_back(quantize_nf4(lw.w_down));
+      for (at::Tensor* t : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) *t = at::Tensor();
+      if (lw.bq.defined()) {
+        lw.b_qkv = at::cat({lw.bq, lw.bk, lw.bv}, 0);
+      }
+      if (lw.b_gate.defined()) lw.b_gate_up = at::cat({lw.b_gate, lw.b_up}, 0);
+    } else {
+      fuse_projections(lw);
+    }
     w.layers.push_back(std::move(lw));
   }
   return w;

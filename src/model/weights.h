@@ -9,6 +9,7 @@
 
 #include "kvprime/io/safetensors.h"
 #include "kvprime/model/config.h"
+#include "kvprime/model/nf4.h"
 
 namespace kvprime {
 
@@ -30,6 +31,9 @@ struct LayerWeights {
   // w_gate/w_up above are views into these, so the weights are held once.
   at::Tensor w_qkv, b_qkv;
   at::Tensor w_gate_up, b_gate_up;
+  // NF4 weights (LoadOptions::weights): then the dense w* above are undefined. One Nf4Tensor per
+  // projection as published (q, k, v; o; gate, up; down), so the blocks are bitsandbytes' own.
+  std::vector<Nf4Tensor> nf4_qkv, nf4_o, nf4_gate_up, nf4_down;
 };
 
 struct ModelWeights {
@@ -42,6 +46,6 @@ struct ModelWeights {
 // Reads every tensor the config calls for from `ckpt`; errors name the checkpoint file, the
 // tensor, the expected and actual shapes, and point at a config/weights mismatch.
 ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::ScalarType dtype,
-                          at::Device device);
+                          at::Device device, bool nf4 = false);
 
 }  // namespace kvprime

@@ -18,10 +18,18 @@
 
 namespace kvprime {
 
+// How the linear layers' weights are held (model/nf4.h). Nf4: q/k/v/o and gate/up/down are
+// quantized at load time (blocks of 64) and dequantized to the compute dtype for each matmul;
+// embeddings, norms and lm_head stay in the compute dtype (as bitsandbytes leaves them).
+enum class WeightFormat { Native, Nf4 };
+WeightFormat parse_weight_format(const std::string& name, const std::string& what = "weights");
+const char* weight_format_name(WeightFormat f);
+
 struct LoadOptions {
   at::ScalarType dtype = at::kFloat;  // compute and cache dtype
   at::Device device = at::kCPU;
   std::string name;                   // identity name; default: the directory's name
+  WeightFormat weights = WeightFormat::Native;
 };
 
 enum class LogitsMode { All, Last, None, Rows };
