@@ -64,6 +64,22 @@ TEST(Nf4, DequantizeIsWithinHalfACodeStep) {
   EXPECT_TRUE(at::equal(dequantize_nf4(q, at::kBFloat16), d.to(at::kBFloat16)));
 }
 
+// The same quantizer on CUDA (ATen's CUDA kernels for the reciprocal, multiply and bucketize):
+// every code and absmax equal the CPU's, so a model quantized on the GPU is the model tested here.
+TEST(Nf4, CudaQuantizerEqualsTheCpus) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device (runs on the GPU machine)";
+  auto f = SafeTensorsFile::open(kvprime::test::fixtures_dir() + "/nf4/reference.safetensors");
+  auto g = at::make_generator<at::CPUGeneratorImpl>(11);
+  std::vector<at::Tensor> inputs = {f.tensor("normal/weight"), f.tensor("edge/weight"), f.tensor("tail/weight"),
+                                    at::randn({512, 4096}, g).to(at::kBFloat16)};
+  for (const at::Tensor& w : inputs) {
+    Nf4Tensor c = quantize_nf4(w), d = quantize_nf4(w.to(at::kCUDA));
+    EXPECT_TRUE(at::equal(c.codes, d.codes.cpu()));
+    EXPECT_TRUE(at::equal(c.absmax, d.absmax.cpu()));
+    EXPECT_TRUE(at::equal(dequantize_nf4(c, at::kFloat), dequantize_nf4(d, at::kFloat).cpu()));
+  }
+}
+
 class Nf4Demo : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
