@@ -252,6 +252,24 @@ at::Tensor rope(const at::Tensor& x_bthd, const at::Tensor& cos, const at::Tenso
   return out;
 }
 
+void nf4_dequantize_into(const Nf4Tensor& q, at::Tensor& out) {
+  check_input("nf4_dequantize", "out", out);
+  KVP_CHECK(q.codes.is_cuda() && q.codes.device() == out.device() && q.absmax.device() == out.device() &&
+                q.codes.scalar_type() == at::kByte && q.absmax.scalar_type() == at::kFloat &&
+                q.codes.is_contiguous() && q.absmax.is_contiguous() && out.is_contiguous() &&
+                out.numel() == q.numel(),
+            "fused::nf4_dequantize: codes (uint8), absmax (float32) and out (", out.numel(),
+            " elements, contiguous) must be on one CUDA device and match a tensor of ", q.numel(),
+            " elements");
+  const c10::cuda::CUDAGuard guard(out.device());
+  const cudaStream_t stream = stream_of(out);
+  check_launch("nf4_dequantize", dispatch(out.scalar_type(), [&](auto tag) {
+                 using T = typename decltype(tag)::type;
+                 return ck::nf4_dequantize<T>(q.codes.data_ptr<uint8_t>(), q.absmax.data_ptr<float>(),
+                                              q.numel(), q.block, mptr<T>(out), stream);
+               }));
+}
+
 #else  // no CUDA kernels in this build
 
 namespace {
@@ -275,6 +293,8 @@ at::Tensor gated_act(const at::Tensor&, Activation) { no_kernels("gated_act"); }
 at::Tensor rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t) {
   no_kernels("rope");
 }
+
+void nf4_dequantize_into(const Nf4Tensor&, at::Tensor&) { no_kernels("nf4_dequantize"); }
 
 #endif  // KVPRIME_WITH_CUDA_KERNELS
 

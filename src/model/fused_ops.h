@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "kvprime/model/config.h"
+#include "kvprime/model/nf4.h"
 
 namespace kvprime::fused {
 
@@ -45,5 +46,9 @@ at::Tensor gated_act(const at::Tensor& gu, Activation act);
 // rotary_dim on pass through.
 at::Tensor rope(const at::Tensor& x_bthd, const at::Tensor& cos, const at::Tensor& sin,
                 int64_t rotary_dim);
+
+// NF4 dequantization (model/nf4.h) of q into out (contiguous, q.numel() elements of float32,
+// float16 or bfloat16, on q's CUDA device): bit-identical to the eager dequantize_nf4.
+void nf4_dequantize_into(const Nf4Tensor& q, at::Tensor& out);
 
 }  // namespace kvprime::fused

@@ -1,6 +1,7 @@
 #include "kvprime/model/nf4.h"
 
 #include "kvprime/core/error.h"
+#include "fused_ops.h"
 
 namespace kvprime {
 
@@ -64,6 +65,13 @@ Nf4Tensor quantize_nf4(const at::Tensor& w, int64_t block) {
 
 at::Tensor dequantize_nf4(const Nf4Tensor& q, at::ScalarType dtype) {
   const int64_t n = q.numel();
+  if (q.codes.is_cuda()) {
+    at::Tensor out = at::empty(q.shape, q.codes.options().dtype(dtype));
+    if (fused::available(out)) {
+      fused::nf4_dequantize_into(q, out);
+      return out;
+    }
+  }
   KVP_CHECK(q.codes.numel() == (n + 1) / 2 && q.absmax.numel() == (n + q.block - 1) / q.block,
             "dequantize_nf4: ", q.codes.numel(), " code bytes and ", q.absmax.numel(),
             " absmax values do not fit a tensor of ", n, " elements in blocks of ", q.block);
@@ -75,6 +83,17 @@ at::Tensor dequantize_nf4(const Nf4Tensor& q, at::ScalarType dtype) {
   if (nb * q.block != n) vals = at::cat({vals, at::zeros({nb * q.block - n}, vals.options())});
   vals = (vals.view({nb, q.block}) * q.absmax.unsqueeze(1)).view({-1}).narrow(0, 0, n);
   return vals.to(dtype).view(q.shape);
+}
+
+void dequantize_nf4_into(const Nf4Tensor& q, at::Tensor out) {
+  KVP_CHECK(out.is_contiguous() && out.numel() == q.numel() && out.device() == q.codes.device(),
+            "dequantize_nf4_into: out must be contiguous with ", q.numel(), " elements on ",
+            q.codes.device().str());
+  if (fused::available(out)) {
+    fused::nf4_dequantize_into(q, out);
+    return;
+  }
+  out.view(q.shape).copy_(dequantize_nf4(q, out.scalar_type()));
 }
 
 }  // namespace kvprime

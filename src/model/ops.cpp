@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include "kvprime/core/error.h"
+
 namespace kvprime::ops {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, bool one_plus) {
@@ -16,10 +18,19 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 at::Tensor linear(const at::Tensor& x, const std::vector<Nf4Tensor>& parts, const at::Tensor& w,
                   const at::Tensor& b) {
   if (parts.empty()) return linear(x, w, b);
-  // Dequantize-then-GEMM: the weight exists in the compute dtype only for this call.
-  std::vector<at::Tensor> ws;
-  for (const Nf4Tensor& q : parts) ws.push_back(dequantize_nf4(q, x.scalar_type()));
-  return linear(x, ws.size() == 1 ? ws[0] : at::cat(ws, 0), b);
+  // Dequantize-then-GEMM: the weight exists in the compute dtype only for this call, the parts
+  // (q, k, v) written straight into their rows of one stacked weight.
+  int64_t rows = 0;
+  for (const Nf4Tensor& q : parts) rows += q.shape.at(0);
+  const int64_t cols = parts[0].shape.at(1);
+  at::Tensor wt = at::empty({rows, cols}, x.options());
+  int64_t at_row = 0;
+  for (const Nf4Tensor& q : parts) {
+    KVP_CHECK(q.shape.size() == 2 && q.shape[1] == cols, "linear: NF4 parts of different widths");
+    dequantize_nf4_into(q, wt.narrow(0, at_row, q.shape[0]));
+    at_row += q.shape[0];
+  }
+  return linear(x, wt, b);
 }
 
 at::Tensor activation(const at::Tensor& x, Activation act) {

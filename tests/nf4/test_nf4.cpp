@@ -76,7 +76,13 @@ TEST(Nf4, CudaQuantizerEqualsTheCpus) {
     Nf4Tensor c = quantize_nf4(w), d = quantize_nf4(w.to(at::kCUDA));
     EXPECT_TRUE(at::equal(c.codes, d.codes.cpu()));
     EXPECT_TRUE(at::equal(c.absmax, d.absmax.cpu()));
-    EXPECT_TRUE(at::equal(dequantize_nf4(c, at::kFloat), dequantize_nf4(d, at::kFloat).cpu()));
+    // Dequantized on CUDA (the fused kernel) = on the CPU (eager ops), in every dtype.
+    for (auto dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
+      EXPECT_TRUE(at::equal(dequantize_nf4(c, dt), dequantize_nf4(d, dt).cpu())) << dt;
+      at::Tensor into = at::zeros({d.numel()}, at::TensorOptions().dtype(dt).device(at::kCUDA));
+      dequantize_nf4_into(d, into);
+      EXPECT_TRUE(at::equal(dequantize_nf4(c, dt).view({-1}), into.cpu())) << dt;
+    }
   }
 }
 

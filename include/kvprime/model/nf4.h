@@ -7,7 +7,8 @@
 // exactly on a midpoint takes the lower code; NaN, from an all-zero block, takes code 0). Two
 // codes share a byte, the first element in the high nibble.
 //
-// Dequantized: code_value[index] * absmax (float32), then the compute dtype. Not implemented yet:
+// Dequantized: code_value[index] * absmax (float32), then the compute dtype (on CUDA by one fused
+// kernel, src/model/cuda/fused_kernels.cu, with the same rounding). Not implemented yet:
 // bitsandbytes' double quantization of the absmax values (8-bit, blocks of 256).
 #pragma once
 
@@ -35,5 +36,8 @@ const std::array<float, 15>& nf4_midpoints();   // the decision thresholds, asce
 Nf4Tensor quantize_nf4(const at::Tensor& w, int64_t block = 64);
 // [shape] in `dtype`, on the device of q.
 at::Tensor dequantize_nf4(const Nf4Tensor& q, at::ScalarType dtype);
+// The same values written into `out` (contiguous, q.numel() elements, on q's device), e.g. a slice
+// of a stacked weight. On CUDA one fused kernel (bit-identical to the eager ops) when available.
+void dequantize_nf4_into(const Nf4Tensor& q, at::Tensor out);
 
 }  // namespace kvprime

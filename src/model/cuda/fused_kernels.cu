@@ -379,6 +379,31 @@ __global__ void __launch_bounds__(256) rope_kernel(RopeParams<T> p) {
   }
 }
 
+// ---- NF4 dequantization --------------------------------------------------------------------------
+
+// The NF4 code values (model/nf4.h), as the float literals of src/model/nf4.cpp.
+__constant__ float kNf4Code[16] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+
+// One thread per code byte: elements 2k (high nibble) and 2k + 1 (low nibble), which share a block
+// (block is even).
+template <typename T>
+__global__ void __launch_bounds__(256) nf4_dequantize_kernel(const uint8_t* codes, const float* absmax,
+                                                             int64_t n, int64_t block, T* out) {
+  const int64_t n_bytes = (n + 1) / 2;
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n_bytes;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint8_t c = codes[k];
+    const int64_t i = 2 * k;
+    const float a = absmax[i / block];
+    out[i] = from_float<T>(__fmul_rn(kNf4Code[c >> 4], a));
+    if (i + 1 < n) out[i + 1] = from_float<T>(__fmul_rn(kNf4Code[c & 15], a));
+  }
+}
+
 }  // namespace
 
 // ---- launchers ----------------------------------------------------------------------------------
@@ -452,6 +477,18 @@ cudaError_t rope(const T* x, int64_t B, int64_t S, int64_t H, int64_t D, int64_t
   });
 }
 
+template <typename T>
+cudaError_t nf4_dequantize(const uint8_t* codes, const float* absmax, int64_t n, int64_t block, T* out,
+                           cudaStream_t stream) {
+  if (block <= 0 || block % 2 != 0) return cudaErrorInvalidValue;
+  if (n <= 0) return cudaSuccess;
+  constexpr int kThreads = 256;
+  const int64_t n_bytes = (n + 1) / 2;
+  const dim3 grid(static_cast<unsigned>(std::min(ceil_div(n_bytes, kThreads), kMaxGridX)));
+  nf4_dequantize_kernel<T><<<grid, kThreads, 0, stream>>>(codes, absmax, n, block, out);
+  return cudaGetLastError();
+}
+
 #define KVPRIME_INSTANTIATE(T)                                                                     \
   template cudaError_t rms_norm<T>(const T*, RowLayout, const T*, T*, int64_t, int64_t, float,     \
                                    float, bool, cudaStream_t);                                     \
@@ -464,6 +501,10 @@ cudaError_t rope(const T* x, int64_t B, int64_t S, int64_t H, int64_t D, int64_t
                                int64_t, const T*, const T*, int64_t, int64_t, int64_t, T*,         \
                                cudaStream_t);
 
+template cudaError_t nf4_dequantize<float>(const uint8_t*, const float*, int64_t, int64_t, float*, cudaStream_t);
+template cudaError_t nf4_dequantize<__half>(const uint8_t*, const float*, int64_t, int64_t, __half*, cudaStream_t);
+template cudaError_t nf4_dequantize<__nv_bfloat16>(const uint8_t*, const float*, int64_t, int64_t,
+                                                   __nv_bfloat16*, cudaStream_t);
 KVPRIME_INSTANTIATE(float)
 KVPRIME_INSTANTIATE(__half)
 KVPRIME_INSTANTIATE(__nv_bfloat16)

@@ -88,4 +88,12 @@ cudaError_t rope(const T* x, int64_t B, int64_t S, int64_t H, int64_t D, int64_t
                  int64_t x_sh, const T* cos, const T* sin, int64_t cs_sb, int64_t cs_ss, int64_t rd,
                  T* out, cudaStream_t stream);
 
+// NF4 dequantization (model/nf4.h): n elements from codes (two per byte, the first in the high
+// nibble) and absmax (one float per `block` elements, block even) into out (contiguous):
+//   out[i] = T(code_value[nibble(i)] * absmax[i / block])   (one float multiply, rounded once)
+// exactly what the eager path computes (float32 values times float32 absmax, then .to(T)).
+template <typename T>
+cudaError_t nf4_dequantize(const uint8_t* codes, const float* absmax, int64_t n, int64_t block, T* out,
+                           cudaStream_t stream);
+
 }  // namespace kvprime::cuda_kernels
