@@ -292,7 +292,8 @@ namespace {
 
 // toml++ 3.3 (Debian 12) reaches __builtin_unreachable() (undefined behaviour; UBSan reports it)
 // when it tests a non-ASCII character outside a string for whitespace, e.g. in a bare key
-// `café = 1` or right after a line-ending backslash in a multi-line basic string: its
+// `café = 1`, right after a line-ending backslash in a multi-line basic string, or right after a
+// backslash in a basic string (`"""a\é`, checked for a line-ending backslash): its
 // is_non_ascii_horizontal_whitespace covers only some of the blocks it dispatches to (found by
 // fuzz_experiment_toml). TOML 1.0 allows non-ASCII only inside strings and comments, so such input
 // is refused here, before the parser sees it.
@@ -325,7 +326,10 @@ void refuse_non_ascii_outside_strings(const std::string& t, const std::string& o
         if (c == '\n') { st = Code; prev = '\n'; }
         break;
       case Basic:
-        if (c == '\\') ++i;
+        if (c == '\\') {
+          if (i + 1 < t.size() && static_cast<unsigned char>(t[i + 1]) >= 0x80) fail("after a backslash (not a TOML escape)");
+          ++i;
+        }
         else if (c == '"' || c == '\n') { st = Code; prev = static_cast<char>(c); }
         break;
       case Literal:
@@ -333,6 +337,7 @@ void refuse_non_ascii_outside_strings(const std::string& t, const std::string& o
         break;
       case MlBasic:
         if (c == '\\') {
+          if (i + 1 < t.size() && static_cast<unsigned char>(t[i + 1]) >= 0x80) fail("after a backslash (not a TOML escape)");
           size_t j = i + 1;  // a line-ending backslash trims the whitespace that follows
           while (j < t.size() && (t[j] == ' ' || t[j] == '\t' || t[j] == '\r' || t[j] == '\n')) ++j;
           if (j > i + 1 && j < t.size() && static_cast<unsigned char>(t[j]) >= 0x80)

@@ -185,6 +185,9 @@ TEST(ExperimentSpec, NonAsciiOutsideStringsIsRefusedInsideIsKept) {
   expect_error("caf\xC3\xA9 = 1\n", {"exp.toml:5", "non-ASCII character outside a string"});
   expect_error("[templates]\nanswer = \"\"\"a \\\n   \xC3\xA9\"\"\"\n", {"exp.toml:6", "line-ending backslash"});
   expect_error("x = 0\"caf\xC3\xA9\"\n", {"exp.toml:5", "non-ASCII character outside a string"});  // not a string start
+  // A backslash before a non-ASCII character is no TOML escape (toml++ tests it for a line end).
+  expect_error("[templates]\nanswer = \"\"\"a\\\xC3\xA9\"\"\"\n", {"exp.toml:6", "after a backslash"});
+  expect_error("[templates]\nanswer = \"a\\\xC3\xA9\"\n", {"exp.toml:6", "after a backslash"});
   ExperimentSpec s = parse("# \xC3\xA9t\xC3\xA9\n[templates]\nanswer = \" caf\xC3\xA9 {answer}\"\n"
                            "query = '''\xC3\xA9 {query}'''\n[[condition]]\nname = \"\xC3\xA9t\xC3\xA9\"\nprefix = \"oracle\"\n"
                            "layers = [ 0,\n  1 ]\nkeys = \"bare\"\n");
