@@ -21,12 +21,8 @@ struct Loaded {
 };
 
 Loaded load_for(const ExperimentSpec& spec) {
-  LoadOptions lo;
-  lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
-  lo.device = parse_device(spec.device, spec.source + ": experiment.device");
-  lo.weights = parse_weight_format(spec.weights, spec.source + ": experiment.weights");
   Tokenizer tok = Tokenizer::from_checkpoint(spec.model);
-  return {Model::load(spec.model, lo), std::move(tok)};
+  return {Model::load(spec.model, load_options_for(spec)), std::move(tok)};
 }
 
 }  // namespace

@@ -272,11 +272,9 @@ void MpiSession::abort(int code) {
 
 RunSummary run_experiment_distributed(const ExperimentSpec& spec, const RunOptions& options,
                                       const MpiWorld& world) {
-  LoadOptions lo;
-  lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
+  LoadOptions lo = load_options_for(spec);
   lo.device = parse_device(rank_device(spec.device, world, compat::cuda_device_count()),
                            spec.source + ": experiment.device");
-  lo.weights = parse_weight_format(spec.weights, spec.source + ": experiment.weights");
   Model model = Model::load(spec.model, lo);
   Tokenizer tok = Tokenizer::from_checkpoint(spec.model);
   ExperimentRunner runner(spec, model, tok, read_dataset(spec.dataset, dataset_options_for(spec)));

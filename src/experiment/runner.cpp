@@ -651,12 +651,16 @@ DatasetOptions dataset_options_for(const ExperimentSpec& spec) {
   return d;
 }
 
-RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options) {
+LoadOptions load_options_for(const ExperimentSpec& spec) {
   LoadOptions lo;
   lo.dtype = parse_dtype(spec.dtype, spec.source + ": experiment.dtype");
   lo.device = parse_device(spec.device, spec.source + ": experiment.device");
   lo.weights = parse_weight_format(spec.weights, spec.source + ": experiment.weights");
-  Model model = Model::load(spec.model, lo);
+  return lo;
+}
+
+RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options) {
+  Model model = Model::load(spec.model, load_options_for(spec));
   Tokenizer tok = Tokenizer::from_checkpoint(spec.model);
   std::vector<Sample> samples = read_dataset(spec.dataset, dataset_options_for(spec));
   ExperimentRunner runner(spec, model, tok, std::move(samples));

@@ -88,6 +88,9 @@ class ExperimentRunner {
 // the line and the condition before any work is done.
 DatasetOptions dataset_options_for(const ExperimentSpec& spec);
 
+// How `spec` loads its model: experiment.dtype, .device and .weights, errors naming the file.
+LoadOptions load_options_for(const ExperimentSpec& spec);
+
 // Loads model, tokenizer and dataset of `spec`, runs it: what `kvprime run` does.
 RunSummary run_experiment(const ExperimentSpec& spec, const RunOptions& options = {});
 
