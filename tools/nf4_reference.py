@@ -8,6 +8,13 @@ found by walking the binary tree of midpoints between the 16 NF4 values with `x 
 (equal goes left/down, NaN goes to code 0); two codes per byte, the first in the high nibble.
 This script walks the tree; kvprime counts midpoints (bucketize): different algorithms, one answer.
 
+Double quantization (bitsandbytes' compress_statistics): offset = mean of the absmax values (here
+in float64, rounded to float32: kvprime's definition, see model/nf4.h), then absmax - offset in
+blocks of 256: each block's absmax, x * (1 / absmax) clamped to [-1, 1], and the index of the
+nearest value of the signed dynamic map by float32 |x - v| (argmin over all 256: the first wins a
+tie), as bitsandbytes' quantize_blockwise does. kvprime looks at the two neighbours only. The map
+is built with torch exactly as bitsandbytes' create_dynamic_map builds it.
+
     /usr/bin/python3 tools/nf4_reference.py   # writes tests/fixtures/nf4/reference.safetensors
 """
 import json
@@ -16,6 +23,7 @@ import struct
 from fractions import Fraction
 
 import numpy as np
+import torch
 
 def f32(literal):
     """The float32 nearest to a decimal literal, rounded once, as a C/CUDA compiler rounds `1.23f`
@@ -79,6 +87,36 @@ def quantize(w, block=64):
     return packed.astype(np.uint8), absmax
 
 
+def dynamic_map():
+    """bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8)."""
+    data = []
+    for i in range(7):
+        boundaries = torch.linspace(0.1, 1, 2 ** i + 1, dtype=torch.float32)
+        means = (boundaries[:-1] + boundaries[1:]) / 2.0
+        data += ((10 ** (-6 + i)) * means).tolist()
+        data += (-(10 ** (-6 + i)) * means).tolist()
+    data += [0, 1.0]
+    assert len(data) == 256
+    data.sort()
+    return np.array(data, dtype=np.float32)
+
+
+def quantize_absmax(absmax, dmap, block=256):
+    offset = np.float32(np.mean(absmax.astype(np.float64)))
+    centred = (absmax - offset).astype(np.float32)
+    nb2 = (centred.size + block - 1) // block
+    q = np.zeros(centred.size, dtype=np.uint8)
+    scale = np.zeros(nb2, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for b in range(nb2):
+            x = centred[b * block:(b + 1) * block]          # the last block: only its own elements
+            scale[b] = np.abs(x).max()
+            scaled = np.clip(x * (np.float32(1.0) / scale[b]), np.float32(-1), np.float32(1)).astype(np.float32)
+            dist = np.abs(scaled[:, None] - dmap[None, :]).astype(np.float32)
+            q[b * block:(b + 1) * block] = np.argmin(dist, axis=1)
+    return q, scale, np.array([offset], dtype=np.float32)
+
+
 def write_safetensors(path, tensors, metadata):
     header, blobs, offset = {"__metadata__": metadata}, [], 0
     for name, arr in tensors.items():
@@ -98,6 +136,8 @@ def main():
         "normal": rng.standard_normal((48, 128)).astype(np.float32) * 0.02,  # weight-like
         "heavy": rng.standard_t(3, (7, 64)).astype(np.float32),               # outliers
         "tail": rng.standard_normal((3, 37)).astype(np.float32),              # 111: odd, partial block
+        # 400 blocks: a whole block of 256 absmax values and a partial one (double quantization)
+        "large": rng.standard_normal((200, 128)).astype(np.float32) * 0.02,
     }
     # Edge cases in one block each: exact midpoints (scaled by absmax 1), exact code values, the
     # absmax itself at both signs, an all-zero block, tiny values.
@@ -111,14 +151,19 @@ def main():
     edge[5, :15] = np.nextafter(MID, np.float32(2))   # just above each midpoint
     edge[5, 15] = 1.0
     cases["edge"] = edge
-    tensors = {}
+    dmap = dynamic_map()
+    tensors = {"dynamic_map": dmap}
     for name, w in cases.items():
         packed, absmax = quantize(w)
         tensors[f"{name}/weight"] = w
         tensors[f"{name}/codes"] = packed
         tensors[f"{name}/absmax"] = absmax
+        q, scale, offset = quantize_absmax(absmax, dmap)
+        tensors[f"{name}/dq/absmax_q"] = q
+        tensors[f"{name}/dq/absmax_scale"] = scale
+        tensors[f"{name}/dq/absmax_offset"] = offset
     out = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "nf4" / "reference.safetensors"
-    write_safetensors(out, tensors, {"generator": "tools/nf4_reference.py", "fixture_version": "1",
+    write_safetensors(out, tensors, {"generator": "tools/nf4_reference.py", "fixture_version": "2",
                                      "block": "64"})
     print(f"wrote {out} ({out.stat().st_size} bytes, {len(cases)} cases)")
 

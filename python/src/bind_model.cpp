@@ -68,7 +68,7 @@ void bind_model(pyb::module_& m) {
           },
           "path"_a, "dtype"_a = "float32", "device"_a = "cpu", "name"_a = "", "weights"_a = "native",
           "Loads config.json + *.safetensors from `path` (dtype: float32 | bfloat16 | float16; "
-          "device: cpu | cuda | cuda:N; weights: native | nf4).")
+          "device: cpu | cuda | cuda:N; weights: native | nf4 | nf4-dq).")
       .def_property_readonly("config", &Model::config, pyb::return_value_policy::reference_internal)
       .def_property_readonly("dtype", [](const Model& mo) { return dtype_name(mo.dtype()); })
       .def_property_readonly("device", [](const Model& mo) { return mo.device().str(); })

@@ -10,8 +10,9 @@ void ModelArgs::add_to(CLI::App& app) {
       ->required();
   app.add_option("--dtype", dtype, "Compute dtype: float32, bfloat16, float16")->capture_default_str();
   app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--weights", weights, "linear layers: native (the checkpoint's, in --dtype) or nf4 "
-                 "(4-bit NormalFloat, blocks of 64, quantized at load time)")
+  app.add_option("--weights", weights, "linear layers: native (the checkpoint's, in --dtype), nf4 "
+                 "(4-bit NormalFloat, blocks of 64, quantized at load time) or nf4-dq (nf4 with "
+                 "8-bit block scales: double quantization)")
       ->capture_default_str();
 }
 

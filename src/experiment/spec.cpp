@@ -381,7 +381,7 @@ ExperimentSpec parse_experiment(const std::string& toml_text, const std::string&
     s.model = e.str("model", "");
     s.dtype = e.choice("dtype", s.dtype, {"float32", "bfloat16", "float16"});
     s.device = e.str("device", s.device);
-    s.weights = e.choice("weights", s.weights, {"native", "nf4"});
+    s.weights = e.choice("weights", s.weights, {"native", "nf4", "nf4-dq"});
     s.dataset = e.str("dataset", "");
     s.samples = e.integer("samples", 0, 0);
     s.seed = static_cast<uint64_t>(e.integer("seed", 42, 0));

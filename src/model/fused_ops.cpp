@@ -252,21 +252,36 @@ at::Tensor rope(const at::Tensor& x_bthd, const at::Tensor& cos, const at::Tenso
   return out;
 }
 
-void nf4_dequantize_into(const Nf4Tensor& q, at::Tensor& out) {
+void nf4_dequantize_into(const Nf4Tensor& q, at::Tensor& out, int64_t first) {
   check_input("nf4_dequantize", "out", out);
-  KVP_CHECK(q.codes.is_cuda() && q.codes.device() == out.device() && q.absmax.device() == out.device() &&
-                q.codes.scalar_type() == at::kByte && q.absmax.scalar_type() == at::kFloat &&
-                q.codes.is_contiguous() && q.absmax.is_contiguous() && out.is_contiguous() &&
-                out.numel() == q.numel(),
-            "fused::nf4_dequantize: codes (uint8), absmax (float32) and out (", out.numel(),
-            " elements, contiguous) must be on one CUDA device and match a tensor of ", q.numel(),
-            " elements");
+  const bool nested = q.double_quantized();
+  auto on_device = [&](const at::Tensor& t, at::ScalarType dt) {
+    return t.defined() && t.device() == out.device() && t.scalar_type() == dt && t.is_contiguous();
+  };
+  KVP_CHECK(on_device(q.codes, at::kByte) && out.is_contiguous() && first >= 0 && first % 2 == 0 &&
+                first + out.numel() <= q.numel() &&
+                (nested ? on_device(q.absmax_q, at::kByte) && on_device(q.absmax_scale, at::kFloat) &&
+                              on_device(q.absmax_code, at::kFloat) && q.absmax_code.numel() == 256
+                        : on_device(q.absmax, at::kFloat)),
+            "fused::nf4_dequantize: codes (uint8), block scales (float32) and out (", out.numel(),
+            " elements from element ", first, ", contiguous) must be on one CUDA device and lie within a "
+            "tensor of ", q.numel(), " elements");
+  ck::Nf4Source src;
+  src.codes = q.codes.data_ptr<uint8_t>();
+  if (nested) {
+    src.absmax_q = q.absmax_q.data_ptr<uint8_t>();
+    src.absmax_scale = q.absmax_scale.data_ptr<float>();
+    src.absmax_code = q.absmax_code.data_ptr<float>();
+    src.absmax_offset = q.absmax_offset;
+  } else {
+    src.absmax = q.absmax.data_ptr<float>();
+  }
+  src.block = q.block;
   const c10::cuda::CUDAGuard guard(out.device());
   const cudaStream_t stream = stream_of(out);
   check_launch("nf4_dequantize", dispatch(out.scalar_type(), [&](auto tag) {
                  using T = typename decltype(tag)::type;
-                 return ck::nf4_dequantize<T>(q.codes.data_ptr<uint8_t>(), q.absmax.data_ptr<float>(),
-                                              q.numel(), q.block, mptr<T>(out), stream);
+                 return ck::nf4_dequantize<T>(src, first, out.numel(), mptr<T>(out), stream);
                }));
 }
 
@@ -294,7 +309,7 @@ at::Tensor rope(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t
   no_kernels("rope");
 }
 
-void nf4_dequantize_into(const Nf4Tensor&, at::Tensor&) { no_kernels("nf4_dequantize"); }
+void nf4_dequantize_into(const Nf4Tensor&, at::Tensor&, int64_t) { no_kernels("nf4_dequantize"); }
 
 #endif  // KVPRIME_WITH_CUDA_KERNELS
 

@@ -47,8 +47,9 @@ at::Tensor gated_act(const at::Tensor& gu, Activation act);
 at::Tensor rope(const at::Tensor& x_bthd, const at::Tensor& cos, const at::Tensor& sin,
                 int64_t rotary_dim);
 
-// NF4 dequantization (model/nf4.h) of q into out (contiguous, q.numel() elements of float32,
-// float16 or bfloat16, on q's CUDA device): bit-identical to the eager dequantize_nf4.
-void nf4_dequantize_into(const Nf4Tensor& q, at::Tensor& out);
+// NF4 dequantization (model/nf4.h) of q's elements [first, first + out.numel()) into out
+// (contiguous, float32, float16 or bfloat16, on q's CUDA device; first even): bit-identical to the
+// eager dequantize_nf4.
+void nf4_dequantize_into(const Nf4Tensor& q, at::Tensor& out, int64_t first);
 
 }  // namespace kvprime::fused

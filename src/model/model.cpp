@@ -25,11 +25,20 @@ struct Model::Weights : ModelWeights {};
 WeightFormat parse_weight_format(const std::string& name, const std::string& what) {
   if (name == "native" || name.empty()) return WeightFormat::Native;
   if (name == "nf4") return WeightFormat::Nf4;
+  if (name == "nf4-dq") return WeightFormat::Nf4DoubleQuant;
   KVP_FAIL(what, ": unknown weight format '", name, "'; expected 'native' (the checkpoint's weights "
-           "in the compute dtype) or 'nf4' (4-bit NormalFloat, blocks of 64)");
+           "in the compute dtype), 'nf4' (4-bit NormalFloat, blocks of 64) or 'nf4-dq' (nf4 with "
+           "double-quantized block scales)");
 }
 
-const char* weight_format_name(WeightFormat f) { return f == WeightFormat::Nf4 ? "nf4" : "native"; }
+const char* weight_format_name(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::Nf4: return "nf4";
+    case WeightFormat::Nf4DoubleQuant: return "nf4-dq";
+    case WeightFormat::Native: break;
+  }
+  return "native";
+}
 
 Model::Model() = default;
 Model::~Model() = default;
@@ -53,7 +62,7 @@ Model Model::load(const std::string& dir, const LoadOptions& options) {
             "or a CUDA device");
 
   Checkpoint ckpt = Checkpoint::open(dir);
-  auto w = load_weights(ckpt, m.config_, m.dtype_, m.device_, options.weights == WeightFormat::Nf4);
+  auto w = load_weights(ckpt, m.config_, m.dtype_, m.device_, options.weights);
   m.w_ = std::make_unique<Weights>();
   static_cast<ModelWeights&>(*m.w_) = std::move(w);
 
@@ -88,7 +97,8 @@ Model Model::load(const std::string& dir, const LoadOptions& options) {
     m.identity_.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
   m.identity_.fingerprint = hex64(fnv1a64(ckpt.fingerprint(), fnv1a64(cs.str())));
   // NF4 weights compute other K/V than the checkpoint's own: their caches must not mix.
-  if (options.weights == WeightFormat::Nf4) m.identity_.fingerprint += "-nf4";
+  if (options.weights != WeightFormat::Native)
+    m.identity_.fingerprint += std::string("-") + weight_format_name(options.weights);
   m.identity_.n_layer = m.config_.n_layer;
   m.identity_.n_head_kv = m.config_.n_head_kv;
   m.identity_.head_dim = m.config_.head_dim;

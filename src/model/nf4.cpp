@@ -1,5 +1,11 @@
 #include "kvprime/model/nf4.h"
 
+#include <algorithm>
+#include <cmath>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
 #include "kvprime/core/error.h"
 #include "fused_ops.h"
 
@@ -25,17 +31,116 @@ constexpr std::array<float, 15> kMid = {
 const std::array<float, 16>& nf4_code() { return kCode; }
 const std::array<float, 15>& nf4_midpoints() { return kMid; }
 
+const std::array<float, 256>& dynamic_map() {
+  static const std::array<float, 256> map = [] {
+    // As bitsandbytes builds it with torch (float32 linspace, midpoints and products), so the
+    // values are the ones its quantize_blockwise compares against.
+    std::vector<float> data;
+    for (int e = 0; e < 7; ++e) {
+      at::Tensor b = at::linspace(0.1, 1.0, (int64_t{1} << e) + 1, at::kFloat);
+      at::Tensor means = (b.narrow(0, 0, b.size(0) - 1) + b.narrow(0, 1, b.size(0) - 1)) / 2.0;
+      const double scale = e == 6 ? 1.0 : std::pow(10.0, e - 6);
+      for (const at::Tensor& t : {means * scale, means * -scale}) {
+        const float* p = t.data_ptr<float>();
+        data.insert(data.end(), p, p + t.numel());
+      }
+    }
+    data.push_back(0.0f);
+    data.push_back(1.0f);
+    KVP_CHECK(data.size() == 256, "dynamic_map: built ", data.size(), " values instead of 256");
+    std::sort(data.begin(), data.end());
+    std::array<float, 256> out{};
+    std::copy(data.begin(), data.end(), out.begin());
+    return out;
+  }();
+  return map;
+}
+
 int64_t Nf4Tensor::numel() const {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
   return n;
 }
 
+int64_t Nf4Tensor::n_blocks() const { return (numel() + block - 1) / block; }
+
 int64_t Nf4Tensor::bytes() const {
-  return codes.numel() * 1 + absmax.numel() * 4;
+  if (!double_quantized()) return codes.numel() + absmax.numel() * 4;
+  return codes.numel() + absmax_q.numel() + absmax_scale.numel() * 4 + absmax_code.numel() * 4 + 4;
 }
 
-Nf4Tensor quantize_nf4(const at::Tensor& w, int64_t block) {
+namespace {
+
+at::Tensor tensor_of(const float* values, int64_t n, const at::Device& device) {
+  return at::from_blob(const_cast<float*>(values), {n}, at::kFloat).to(device);
+}
+
+// Index of the nearest map value to each element of x (float32, within [-1, 1]): by |x - value| in
+// float32, a tie to the lower index, NaN to 0 (what argmin over all 256 distances gives: the
+// distances grow monotonically away from x's two neighbours, so one of them is the nearest).
+at::Tensor nearest_in_map(const at::Tensor& x, const at::Tensor& map) {
+  const int64_t last = map.size(0) - 1;
+  at::Tensor hi = at::bucketize(x, map, /*out_int32=*/false, /*right=*/false);  // map[hi-1] < x <= map[hi]
+  at::Tensor lo = (hi - 1).clamp(0, last);
+  hi = hi.clamp(0, last);
+  at::Tensor d_lo = (x - map.index_select(0, lo.view(-1)).view_as(x)).abs();
+  at::Tensor d_hi = (x - map.index_select(0, hi.view(-1)).view_as(x)).abs();
+  at::Tensor idx = at::where(d_hi < d_lo, hi, lo);
+  return at::where(at::isnan(x), at::zeros_like(idx), idx).to(at::kByte);
+}
+
+// float32 [b1 - b0]: the absmax of blocks [b0, b1).
+at::Tensor block_absmax_range(const Nf4Tensor& q, int64_t b0, int64_t b1) {
+  if (!q.double_quantized()) return q.absmax.narrow(0, b0, b1 - b0);
+  constexpr int64_t kB = Nf4Tensor::kAbsmaxBlock;
+  const int64_t s0 = b0 / kB, s1 = (b1 - 1) / kB + 1;
+  at::Tensor value = q.absmax_code.index_select(0, q.absmax_q.narrow(0, b0, b1 - b0).to(at::kLong));
+  at::Tensor scale = q.absmax_scale.narrow(0, s0, s1 - s0).repeat_interleave(kB).narrow(0, b0 - s0 * kB, b1 - b0);
+  return at::mul(value, scale).add(static_cast<double>(q.absmax_offset));  // rounded after each op
+}
+
+void check_layout(const Nf4Tensor& q) {
+  const int64_t n = q.numel(), nb = q.n_blocks();
+  const at::Tensor& per_block = q.double_quantized() ? q.absmax_q : q.absmax;
+  KVP_CHECK(q.codes.defined() && per_block.defined() && q.codes.numel() == (n + 1) / 2 && per_block.numel() == nb,
+            "NF4 tensor: ", q.codes.defined() ? q.codes.numel() : 0, " code bytes and ",
+            per_block.defined() ? per_block.numel() : 0, " block scales do not fit a tensor of ", n,
+            " elements in blocks of ", q.block);
+  if (q.double_quantized())
+    KVP_CHECK(q.absmax_scale.numel() == (nb + Nf4Tensor::kAbsmaxBlock - 1) / Nf4Tensor::kAbsmaxBlock &&
+                  q.absmax_code.numel() == 256,
+              "NF4 tensor: the double-quantized absmax has ", q.absmax_scale.numel(), " scales and a map of ",
+              q.absmax_code.numel(), " values for ", nb, " blocks");
+}
+
+// Elements [first, first + count) into out (contiguous, CPU): one float multiply per element, then
+// the conversion to T, as the CUDA kernel does (c10's float -> half / bfloat16 conversions round to
+// nearest even, like __float2half_rn / __float2bfloat16_rn). The block scales come from ATen ops
+// (block_absmax_range), so no multiply-add can be contracted into an FMA.
+void dequantize_range_cpu(const Nf4Tensor& q, int64_t first, at::Tensor& out) {
+  const int64_t count = out.numel();
+  const int64_t b0 = first / q.block, b1 = (first + count - 1) / q.block + 1;
+  const at::Tensor scale_t = block_absmax_range(q, b0, b1).cpu().contiguous();
+  const at::Tensor codes_t = q.codes.narrow(0, first / 2, (count + 1) / 2).cpu().contiguous();
+  const float* scale = scale_t.data_ptr<float>();
+  const uint8_t* codes = codes_t.data_ptr<uint8_t>();
+  const int64_t block = q.block, offset = first - b0 * q.block;  // element first is offset in block b0
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "dequantize_nf4", [&] {
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, (count + 1) / 2, 16384, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t j = 2 * k;
+        const float a = scale[(offset + j) / block];  // j and j + 1 share a block (both even)
+        o[j] = static_cast<scalar_t>(kCode[codes[k] >> 4] * a);
+        if (j + 1 < count) o[j + 1] = static_cast<scalar_t>(kCode[codes[k] & 15] * a);
+      }
+    });
+  });
+}
+
+}  // namespace
+
+Nf4Tensor quantize_nf4(const at::Tensor& w, int64_t block, bool double_quant) {
   KVP_CHECK(w.defined() && at::isFloatingType(w.scalar_type()), "quantize_nf4: expected a floating tensor");
   KVP_CHECK(block >= 2 && block % 2 == 0, "quantize_nf4: block size ", block, " must be even and >= 2");
   const int64_t n = w.numel();
@@ -49,7 +154,7 @@ Nf4Tensor quantize_nf4(const at::Tensor& w, int64_t block) {
   at::Tensor absmax = blocks.abs().amax(1);                               // [nb] float32
   at::Tensor norm = blocks * at::reciprocal(absmax).unsqueeze(1);         // x * (1 / absmax)
   // Index = how many midpoints lie strictly below x (bucketize, right=false: mid[i-1] < x <= mid[i]).
-  at::Tensor mid = at::from_blob(const_cast<float*>(kMid.data()), {15}, at::kFloat).to(w.device());
+  at::Tensor mid = tensor_of(kMid.data(), 15, w.device());
   at::Tensor idx = at::bucketize(norm, mid, /*out_int32=*/true, /*right=*/false);
   idx = at::where(at::isnan(norm), at::zeros_like(idx), idx).to(at::kByte);  // [nb, block]
   at::Tensor pairs = idx.view({-1, 2});
@@ -57,43 +162,60 @@ Nf4Tensor quantize_nf4(const at::Tensor& w, int64_t block) {
   q.codes = at::bitwise_or(at::__lshift__(pairs.select(1, 0), 4), pairs.select(1, 1)).contiguous();
   const int64_t n_bytes = (n + 1) / 2;
   if (q.codes.numel() != n_bytes) q.codes = q.codes.narrow(0, 0, n_bytes).contiguous();
-  q.absmax = absmax.contiguous();
   q.shape = w.sizes().vec();
   q.block = block;
+  if (!double_quant) {
+    q.absmax = absmax.contiguous();
+    return q;
+  }
+  // The absmax values, centred on their mean, in 8 bits per block of 256 (padding: zeros, which
+  // change no block's absmax; their indices are dropped).
+  constexpr int64_t kB = Nf4Tensor::kAbsmaxBlock;
+  q.absmax_offset = static_cast<float>(absmax.to(at::kDouble).mean().item<double>());
+  const int64_t nb2 = (nb + kB - 1) / kB;
+  at::Tensor centred = absmax - static_cast<double>(q.absmax_offset);   // float32 [nb]
+  if (nb2 * kB != nb) centred = at::cat({centred, at::zeros({nb2 * kB - nb}, f32)});
+  at::Tensor blocks2 = centred.view({nb2, kB});
+  at::Tensor scale = blocks2.abs().amax(1);                              // [nb2] float32
+  at::Tensor scaled = (blocks2 * at::reciprocal(scale).unsqueeze(1)).clamp(-1.0, 1.0);
+  q.absmax_code = tensor_of(dynamic_map().data(), 256, w.device());
+  q.absmax_q = nearest_in_map(scaled, q.absmax_code).view({-1}).narrow(0, 0, nb).contiguous();
+  q.absmax_scale = scale.contiguous();
   return q;
 }
 
-at::Tensor dequantize_nf4(const Nf4Tensor& q, at::ScalarType dtype) {
-  const int64_t n = q.numel();
-  if (q.codes.is_cuda()) {
-    at::Tensor out = at::empty(q.shape, q.codes.options().dtype(dtype));
-    if (fused::available(out)) {
-      fused::nf4_dequantize_into(q, out);
-      return out;
-    }
-  }
-  KVP_CHECK(q.codes.numel() == (n + 1) / 2 && q.absmax.numel() == (n + q.block - 1) / q.block,
-            "dequantize_nf4: ", q.codes.numel(), " code bytes and ", q.absmax.numel(),
-            " absmax values do not fit a tensor of ", n, " elements in blocks of ", q.block);
-  at::Tensor code = at::from_blob(const_cast<float*>(kCode.data()), {16}, at::kFloat).to(q.codes.device());
-  at::Tensor c = q.codes.to(at::kLong);
-  at::Tensor idx = at::stack({at::__rshift__(c, 4), at::bitwise_and(c, 15)}, 1).view({-1}).narrow(0, 0, n);
-  at::Tensor vals = code.index_select(0, idx);                            // [n] float32
-  const int64_t nb = q.absmax.numel();
-  if (nb * q.block != n) vals = at::cat({vals, at::zeros({nb * q.block - n}, vals.options())});
-  vals = (vals.view({nb, q.block}) * q.absmax.unsqueeze(1)).view({-1}).narrow(0, 0, n);
-  return vals.to(dtype).view(q.shape);
+at::Tensor nf4_block_absmax(const Nf4Tensor& q) {
+  check_layout(q);
+  return block_absmax_range(q, 0, q.n_blocks());
 }
 
-void dequantize_nf4_into(const Nf4Tensor& q, at::Tensor out) {
-  KVP_CHECK(out.is_contiguous() && out.numel() == q.numel() && out.device() == q.codes.device(),
-            "dequantize_nf4_into: out must be contiguous with ", q.numel(), " elements on ",
-            q.codes.device().str());
+at::Tensor dequantize_nf4(const Nf4Tensor& q, at::ScalarType dtype) {
+  check_layout(q);
+  at::Tensor out = at::empty(q.shape, q.codes.options().dtype(dtype));
+  dequantize_nf4_into(q, out.view({-1}));
+  return out;
+}
+
+void dequantize_nf4_into(const Nf4Tensor& q, at::Tensor out, int64_t first) {
+  check_layout(q);
+  const int64_t count = out.numel();
+  KVP_CHECK(out.is_contiguous() && out.device() == q.codes.device() && first >= 0 && first % 2 == 0 &&
+                first + count <= q.numel(),
+            "dequantize_nf4_into: out (", count, " elements from element ", first,
+            ") must be contiguous, start at an even element and lie within the tensor's ", q.numel(),
+            " elements on ", q.codes.device().str());
+  if (count == 0) return;
   if (fused::available(out)) {
-    fused::nf4_dequantize_into(q, out);
+    fused::nf4_dequantize_into(q, out, first);
     return;
   }
-  out.view(q.shape).copy_(dequantize_nf4(q, out.scalar_type()));
+  if (out.is_cpu()) {
+    dequantize_range_cpu(q, first, out);
+    return;
+  }
+  at::Tensor host = at::empty({count}, out.options().device(at::kCPU));  // a device without kernels
+  dequantize_range_cpu(q, first, host);
+  out.view({-1}).copy_(host);
 }
 
 }  // namespace kvprime

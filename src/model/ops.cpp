@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include <algorithm>
+
 #include "kvprime/core/error.h"
 
 namespace kvprime::ops {
@@ -16,21 +18,45 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 }
 
 at::Tensor linear(const at::Tensor& x, const std::vector<Nf4Tensor>& parts, const at::Tensor& w,
-                  const at::Tensor& b) {
+                  const at::Tensor& b, int64_t band_bytes) {
   if (parts.empty()) return linear(x, w, b);
-  // Dequantize-then-GEMM: the weight exists in the compute dtype only for this call, the parts
-  // (q, k, v) written straight into their rows of one stacked weight.
   int64_t rows = 0;
   for (const Nf4Tensor& q : parts) rows += q.shape.at(0);
   const int64_t cols = parts[0].shape.at(1);
-  at::Tensor wt = at::empty({rows, cols}, x.options());
+  for (const Nf4Tensor& q : parts)
+    KVP_CHECK(q.shape.size() == 2 && q.shape[1] == cols, "linear: NF4 parts of different widths");
+  const int64_t row_bytes = cols * static_cast<int64_t>(x.element_size());
+  if (rows * row_bytes <= band_bytes || cols % 2 != 0) {
+    // One GEMM: the parts (q, k, v) dequantized straight into their rows of one stacked weight.
+    at::Tensor wt = at::empty({rows, cols}, x.options());
+    int64_t at_row = 0;
+    for (const Nf4Tensor& q : parts) {
+      dequantize_nf4_into(q, wt.narrow(0, at_row, q.shape[0]));
+      at_row += q.shape[0];
+    }
+    return linear(x, wt, b);
+  }
+  // Bands of rows: each dequantized into one reused buffer [band, cols], then x2 @ band^T written
+  // into the band's columns of out [M, rows] (a strided view: the GEMM's leading dimension).
+  const int64_t band = std::max<int64_t>(1, band_bytes / row_bytes);
+  at::Tensor x2 = x.reshape({-1, cols});
+  at::Tensor out = at::empty({x2.size(0), rows}, x.options());
+  at::Tensor buf = at::empty({band, cols}, x.options());
   int64_t at_row = 0;
   for (const Nf4Tensor& q : parts) {
-    KVP_CHECK(q.shape.size() == 2 && q.shape[1] == cols, "linear: NF4 parts of different widths");
-    dequantize_nf4_into(q, wt.narrow(0, at_row, q.shape[0]));
+    for (int64_t r0 = 0; r0 < q.shape[0]; r0 += band) {
+      const int64_t n = std::min(band, q.shape[0] - r0);
+      at::Tensor wt = buf.narrow(0, 0, n);
+      dequantize_nf4_into(q, wt, r0 * cols);  // cols even: every band starts at an even element
+      at::Tensor dst = out.narrow(1, at_row + r0, n);
+      at::mm_out(dst, x2, wt.t());
+    }
     at_row += q.shape[0];
   }
-  return linear(x, wt, b);
+  if (b.defined()) out.add_(b);
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = rows;
+  return out.view(shape);
 }
 
 at::Tensor activation(const at::Tensor& x, Activation act) {

@@ -86,7 +86,7 @@ void fuse_projections(LayerWeights& lw) {
 }  // namespace
 
 ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::ScalarType dtype,
-                          at::Device device, bool nf4) {
+                          at::Device device, WeightFormat format) {
   // Pick the prefix under which this checkpoint stores the language model.
   std::string prefix;
   for (const auto& p : cfg.weight_prefixes) {
@@ -156,13 +156,15 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::Sc
       lw.b_up = r.get(L + "mlp.up_proj.bias", {dff});
       lw.b_down = r.get(L + "mlp.down_proj.bias", {d});
     }
-    if (nf4) {
+    if (format != WeightFormat::Native) {
       // Quantized from the weights in the compute dtype (as bitsandbytes quantizes the loaded
       // fp16/bf16 weights); the dense copies are dropped layer by layer.
-      for (at::Tensor* t : {&lw.wq, &lw.wk, &lw.wv}) lw.nf4_qkv.push_back(quantize_nf4(*t));
-      lw.nf4_o.push_back(quantize_nf4(lw.wo));
-      for (at::Tensor* t : {&lw.w_gate, &lw.w_up}) lw.nf4_gate_up.push_back(quantize_nf4(*t));
-      lw.nf4_down.push_back(quantize_nf4(lw.w_down));
+      const bool dq = format == WeightFormat::Nf4DoubleQuant;
+      auto quantize = [dq](const at::Tensor& t) { return quantize_nf4(t, 64, dq); };
+      for (at::Tensor* t : {&lw.wq, &lw.wk, &lw.wv}) lw.nf4_qkv.push_back(quantize(*t));
+      lw.nf4_o.push_back(quantize(lw.wo));
+      for (at::Tensor* t : {&lw.w_gate, &lw.w_up}) lw.nf4_gate_up.push_back(quantize(*t));
+      lw.nf4_down.push_back(quantize(lw.w_down));
       for (at::Tensor* t : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) *t = at::Tensor();
       if (lw.bq.defined()) {
         lw.b_qkv = at::cat({lw.bq, lw.bk, lw.bv}, 0);

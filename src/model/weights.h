@@ -9,6 +9,7 @@
 
 #include "kvprime/io/safetensors.h"
 #include "kvprime/model/config.h"
+#include "kvprime/model/model.h"
 #include "kvprime/model/nf4.h"
 
 namespace kvprime {
@@ -46,6 +47,6 @@ struct ModelWeights {
 // Reads every tensor the config calls for from `ckpt`; errors name the checkpoint file, the
 // tensor, the expected and actual shapes, and point at a config/weights mismatch.
 ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::ScalarType dtype,
-                          at::Device device, bool nf4 = false);
+                          at::Device device, WeightFormat format = WeightFormat::Native);
 
 }  // namespace kvprime

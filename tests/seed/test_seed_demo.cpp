@@ -17,6 +17,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <numeric>
 
 #include "kvprime/cache/seed_rope.h"
@@ -37,23 +38,43 @@ namespace {
 std::string demo_dir() { return kvprime::test::source_dir() + "/models/demo"; }
 std::string demo(const std::string& f) { return demo_dir() + "/" + f; }
 
-class SeedDemo : public ::testing::Test {
+// Every test runs on the demo model's own float32 weights and again with its linear layers in NF4
+// (the seed ran 4-bit weights), plain and double-quantized: the compute stays float32, so the
+// float32 tolerances below hold for the 4-bit model too (they are tighter than the seed's).
+class SeedDemo : public ::testing::TestWithParam<WeightFormat> {
  protected:
+  struct Loaded {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Primer> primer;
+  };
   static void SetUpTestSuite() {
-    model_ = new Model(Model::load(demo_dir()));
     tok_ = new Tokenizer(Tokenizer::from_file(demo("tokenizer.json"), demo("tokenizer_config.json")));
     config_ = new ExperimentConfig();
     // The demo model was trained and evaluated with the answer as " " + answer (eval.json); the
     // seed's "{answer}" would score "approximately" without its leading-space token, a form the
     // model rarely saw. Everything else is the seed's default configuration.
     config_->answer_template = " {answer}";
-    primer_ = new Primer(*model_, *tok_, *config_);
   }
   static void TearDownTestSuite() {
-    delete primer_;
+    loaded().clear();
     delete config_;
     delete tok_;
-    delete model_;
+  }
+  // One model per weight format, loaded by the first test that needs it.
+  void SetUp() override {
+    auto& slot = loaded()[GetParam()];
+    if (!slot.model) {
+      LoadOptions lo;
+      lo.weights = GetParam();
+      slot.model = std::make_unique<Model>(Model::load(demo_dir(), lo));
+      slot.primer = std::make_unique<Primer>(*slot.model, *tok_, *config_);
+    }
+    model_ = slot.model.get();
+    primer_ = slot.primer.get();
+  }
+  static std::map<WeightFormat, Loaded>& loaded() {
+    static std::map<WeightFormat, Loaded> m;
+    return m;
   }
   static const ModelConfig& cfg() { return model_->config(); }
   static int64_t n_layer() { return model_->config().n_layer; }
@@ -67,6 +88,19 @@ Model* SeedDemo::model_ = nullptr;
 Tokenizer* SeedDemo::tok_ = nullptr;
 ExperimentConfig* SeedDemo::config_ = nullptr;
 Primer* SeedDemo::primer_ = nullptr;
+
+}  // namespace
+
+namespace kvprime {
+// How gtest (and CTest's test names) print the parameter.
+void PrintTo(WeightFormat f, std::ostream* os) { *os << weight_format_name(f); }
+}  // namespace kvprime
+
+namespace {
+
+std::string weights_name(const ::testing::TestParamInfo<WeightFormat>& info) {
+  return info.param == WeightFormat::Native ? "Float32" : info.param == WeightFormat::Nf4 ? "Nf4" : "Nf4DoubleQuant";
+}
 
 at::Tensor randn(std::vector<int64_t> shape, uint64_t seed, at::ScalarType dtype = at::kFloat) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -94,7 +128,7 @@ double max_pair_norm(const at::Tensor& x) {
 // Rotary::shift) is off by up to 2 S eps32; cos/sin and the products add a few eps32. An element
 // moves by at most (pair norm) x (angle error): bound = R eps32 (4 (p + S) + 2 S + 16), 7e-6 at
 // S = 1 to 2.5e-4 at S = 200 (measured: 2e-7 to 4e-6).
-TEST_F(SeedDemo, Seed01RopeCorrectionMatchesTheModelsRotary) {
+TEST_P(SeedDemo, Seed01RopeCorrectionMatchesTheModelsRotary) {
   const int64_t head_dim_seed = cfg().hidden_size / cfg().n_head;  // how the seed took head_dim
   ASSERT_EQ(head_dim_seed, cfg().head_dim) << "the demo model has the seed's head_dim convention";
   const double theta = get_rope_theta(raw_config(demo_dir()));
@@ -124,7 +158,7 @@ TEST_F(SeedDemo, Seed01RopeCorrectionMatchesTheModelsRotary) {
 // ---- TEST 2 -------------------------------------------------------------------------------------
 // Seed TEST 2 "RoPE roundtrip identity (float64) and bounded error (float16)": rotating by -S then
 // +S with build_rope_correction is the identity up to the precision of the cos/sin and of the keys.
-TEST_F(SeedDemo, Seed02RopeRoundtripIdentityFloat64AndBoundedFloat16) {
+TEST_P(SeedDemo, Seed02RopeRoundtripIdentityFloat64AndBoundedFloat16) {
   const int64_t hd = cfg().head_dim;
   const double theta = get_rope_theta(raw_config(demo_dir()));
   const int64_t offset = 15;
@@ -173,7 +207,7 @@ TEST_F(SeedDemo, Seed02RopeRoundtripIdentityFloat64AndBoundedFloat16) {
 // each key element moves by at most ~2 ulps of the dtype: 2 eps16 |k| <= 4 eps16 max|k| allowing
 // for the float32 part (seed: 1e-5 < mean max err < 0.1). In a float32 cache the same noise is a
 // few float32 ulps.
-TEST_F(SeedDemo, Seed03RopeRoundtripNoisePreservesBosAndIsSmall) {
+TEST_P(SeedDemo, Seed03RopeRoundtripNoisePreservesBosAndIsSmall) {
   KVCache cache = random_cache(*model_, at::kHalf, iota_positions(10), 4);
   KVCache before = cache.clone();
   KVCache noisy = apply_rope_roundtrip_noise(cache, 10, *model_);
@@ -211,7 +245,7 @@ TEST_F(SeedDemo, Seed03RopeRoundtripNoisePreservesBosAndIsSmall) {
 // tracks positions: BOS stays at 0, the document moves from 11..19 to 1..9.
 // Tolerance: the seed's "changed" test is !allclose(atol=1e-6); a rotation by 10 positions moves a
 // float16 key by far more than that (pair 0 turns by 10 rad).
-TEST_F(SeedDemo, Seed04CorrectRopePositionsWithBos) {
+TEST_P(SeedDemo, Seed04CorrectRopePositionsWithBos) {
   std::vector<int64_t> pos = iota_positions(9, 11);
   pos.insert(pos.begin(), 0);  // BOS at 0, document at 11..19 (built after a 10-token prefix)
   KVCache cache = random_cache(*model_, at::kHalf, pos, 5);
@@ -242,7 +276,7 @@ TEST_F(SeedDemo, Seed04CorrectRopePositionsWithBos) {
 // forward): the seed re-tokenized the joined string, which is only the same input when the seams
 // tokenize the same; that is asserted separately. Tolerance 1e-5 relative (seed: 5%): the cached
 // and the full forward differ only in float32 reduction order. Scoring must not change the cache.
-TEST_F(SeedDemo, Seed05CachedNllEqualsFullForwardAndPrefersTheCorrectAnswer) {
+TEST_P(SeedDemo, Seed05CachedNllEqualsFullForwardAndPrefersTheCorrectAnswer) {
   const std::string context = format_template(config_->document_template, {{"document", kPassage}});
   BuiltCache built = primer_->build_kv_cache(context);
   const std::string query_prompt = format_template(config_->query_template, {{"query", kQuery}});
@@ -289,7 +323,7 @@ TEST_F(SeedDemo, Seed05CachedNllEqualsFullForwardAndPrefersTheCorrectAnswer) {
 // 88-91% on these in its own evaluation (models/demo/eval.json); the thresholds (80% of the samples,
 // and a lower mean NLL) leave room for the different scoring convention without accepting a broken
 // pipeline (a cache that carried no information about the passage would give ~50%).
-TEST_F(SeedDemo, Seed05bRelevantPassageBeatsIrrelevantAndNoPassage) {
+TEST_P(SeedDemo, Seed05bRelevantPassageBeatsIrrelevantAndNoPassage) {
   std::map<std::string, nlohmann::json> by_id;
   std::vector<std::string> heldout;
   std::ifstream f(kvprime::test::source_dir() + "/data/demo/qa.jsonl");
@@ -352,6 +386,7 @@ TEST_F(SeedDemo, Seed05bRelevantPassageBeatsIrrelevantAndNoPassage) {
 class SeedDemoPrimed : public SeedDemo {
  protected:
   void SetUp() override {
+    SeedDemo::SetUp();
     prefix_ = "Some irrelevant prefix text here. " + std::string(" ");
     document_ = "Document:\n" + kPassage;
     joint_ = tokenize_joint(*tok_, prefix_, document_);
@@ -374,7 +409,7 @@ class SeedDemoPrimed : public SeedDemo {
 // Deeper layers saw the prefix: their keys diverge (seed: layer 0 < last layer; here every deeper
 // layer by > 1e-3 of its scale). BOS keys and values match in every layer (position 0, attends only
 // to itself): 1e-5 relative (seed: mean < 1e-4).
-TEST_F(SeedDemoPrimed, Seed06TruncatedCorrectedKeysMatchBareKeys) {
+TEST_P(SeedDemoPrimed, Seed06TruncatedCorrectedKeysMatchBareKeys) {
   ASSERT_EQ(trunc_.length(), bare_.length());
   EXPECT_EQ(cache_ids(trunc_), cache_ids(bare_));
   EXPECT_TRUE(at::equal(trunc_.positions(), bare_.positions()));
@@ -414,7 +449,7 @@ TEST_F(SeedDemoPrimed, Seed06TruncatedCorrectedKeysMatchBareKeys) {
 // max > 0.01 and layer 0 < last layer. In float32 layer 0's values carry no position and no
 // attention: they equal the bare ones to kF32Tol (relative), while the last layer's differ by more
 // than 1% of their RMS: the prefix changed what the document's cache holds.
-TEST_F(SeedDemoPrimed, Seed07ValuesDifferBetweenBareAndPrimed) {
+TEST_P(SeedDemoPrimed, Seed07ValuesDifferBetweenBareAndPrimed) {
   std::vector<double> div = layer_rms_diffs(trunc_, bare_, /*keys=*/false, /*from=*/1);
   std::ostringstream os;
   for (double d : div) os << d << " ";
@@ -435,7 +470,7 @@ TEST_F(SeedDemoPrimed, Seed07ValuesDifferBetweenBareAndPrimed) {
 // the surrogate template (ending in "\n\n", which is "Ċ", "Ċ" both alone and before "Document":
 // "ĊĊ" is no token) the two counts agree, so the seed's check holds verbatim; the document slots
 // hold exactly "Document:\n" + passage at positions 1..keep_len-1.
-TEST_F(SeedDemo, Seed08TruncatedCorrectedCacheLength) {
+TEST_P(SeedDemo, Seed08TruncatedCorrectedCacheLength) {
   const std::string surrogate = "how much oxygen";
   TruncatedCache t = primer_->build_truncated_kv_cache_corrected(surrogate, kPassage);
   const std::string surr_prefix = format_template(config_->surrogate_template, {{"surrogate", surrogate}});
@@ -470,7 +505,7 @@ TEST_F(SeedDemo, Seed08TruncatedCorrectedCacheLength) {
 // (with BOS), keep_len > 1, and different prefixes give different values. The seed's count holds
 // here: the separator space stays a lone "Ġ" before "Document" (see test 6). Values: seed mean |diff|
 // > 0.001 at the last layer; in addition layer 0, which cannot see the prefix, agrees to kF32Tol.
-TEST_F(SeedDemo, Seed09VariablePrefixCache) {
+TEST_P(SeedDemo, Seed09VariablePrefixCache) {
   const std::string prefix = "Random prefix text here";
   TruncatedCache t = primer_->build_truncated_cache_variable_prefix(prefix, kPassage);
   const int64_t seed_count = static_cast<int64_t>(tok_->encode(prefix + " ", true).size());
@@ -504,7 +539,7 @@ TEST_F(SeedDemo, Seed09VariablePrefixCache) {
 //    earlier, and build_matched_caches (document template "{document}") gives the bare and the
 //    primed cache the same document ids; mixing the seed's bare cache (document tokenized alone)
 //    with the primed one is refused, naming build_matched_caches.
-TEST_F(SeedDemo, Seed10BpeBoundaryEffectAndMatchedCaches) {
+TEST_P(SeedDemo, Seed10BpeBoundaryEffectAndMatchedCaches) {
   struct Case { std::string prefix, doc; bool differs; };
   for (const Case& c : {Case{"Some prefix text ", "Document:\nThe quick brown fox", false},
                         Case{"an ", "Document:\nelectric", false},
@@ -565,7 +600,7 @@ TEST_F(SeedDemo, Seed10BpeBoundaryEffectAndMatchedCaches) {
 // The seed's "errors uniform, not growing with depth" (max < 3 x mean) was about quantisation
 // noise; in float32 the per-layer differences are reduction-order rounding, so the assertion is
 // the same bound for every layer (no depth-dependent systematic error can hide under it).
-TEST_F(SeedDemo, Seed11SuffixCachePassagePortionMatchesBare) {
+TEST_P(SeedDemo, Seed11SuffixCachePassagePortionMatchesBare) {
   BuiltCache a = primer_->build_kv_cache(kPassage);
   BuiltCache b = primer_->build_kv_cache(kPassage);
   ASSERT_EQ(a.length, b.length);
@@ -589,5 +624,12 @@ TEST_F(SeedDemo, Seed11SuffixCachePassagePortionMatchesBare) {
     EXPECT_LT(v_errs[il], kF32Tol) << "values, layer " << il;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Weights, SeedDemo,
+                         ::testing::Values(WeightFormat::Native, WeightFormat::Nf4, WeightFormat::Nf4DoubleQuant),
+                         weights_name);
+INSTANTIATE_TEST_SUITE_P(Weights, SeedDemoPrimed,
+                         ::testing::Values(WeightFormat::Native, WeightFormat::Nf4, WeightFormat::Nf4DoubleQuant),
+                         weights_name);
 
 }  // namespace

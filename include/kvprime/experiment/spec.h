@@ -85,7 +85,7 @@ struct ExperimentSpec {
   std::string name = "experiment";
   std::string model;
   std::string dtype = "float32", device = "cpu";
-  std::string weights = "native";               // native | nf4 (LoadOptions::weights)
+  std::string weights = "native";               // native | nf4 | nf4-dq (LoadOptions::weights)
   std::string dataset;
   int64_t samples = 0;                          // 0: all
   uint64_t seed = 42;

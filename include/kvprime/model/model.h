@@ -21,7 +21,8 @@ namespace kvprime {
 // How the linear layers' weights are held (model/nf4.h). Nf4: q/k/v/o and gate/up/down are
 // quantized at load time (blocks of 64) and dequantized to the compute dtype for each matmul;
 // embeddings, norms and lm_head stay in the compute dtype (as bitsandbytes leaves them).
-enum class WeightFormat { Native, Nf4 };
+// Nf4DoubleQuant: the same codes, the block scales stored in 8 bits (bnb_4bit_use_double_quant).
+enum class WeightFormat { Native, Nf4, Nf4DoubleQuant };
 WeightFormat parse_weight_format(const std::string& name, const std::string& what = "weights");
 const char* weight_format_name(WeightFormat f);
 

@@ -388,19 +388,22 @@ __constant__ float kNf4Code[16] = {
     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
     0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
 
-// One thread per code byte: elements 2k (high nibble) and 2k + 1 (low nibble), which share a block
-// (block is even).
+// One thread per code byte: elements first + 2k (high nibble) and first + 2k + 1 (low nibble),
+// which share a block (first and block are even).
 template <typename T>
-__global__ void __launch_bounds__(256) nf4_dequantize_kernel(const uint8_t* codes, const float* absmax,
-                                                             int64_t n, int64_t block, T* out) {
+__global__ void __launch_bounds__(256) nf4_dequantize_kernel(Nf4Source src, int64_t first, int64_t n, T* out) {
   const int64_t n_bytes = (n + 1) / 2;
+  const uint8_t* codes = src.codes + first / 2;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n_bytes;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const uint8_t c = codes[k];
-    const int64_t i = 2 * k;
-    const float a = absmax[i / block];
-    out[i] = from_float<T>(__fmul_rn(kNf4Code[c >> 4], a));
-    if (i + 1 < n) out[i + 1] = from_float<T>(__fmul_rn(kNf4Code[c & 15], a));
+    const int64_t j = 2 * k, b = (first + j) / src.block;
+    const float a = src.absmax != nullptr
+                        ? src.absmax[b]
+                        : __fadd_rn(__fmul_rn(src.absmax_code[src.absmax_q[b]], src.absmax_scale[b / 256]),
+                                    src.absmax_offset);
+    out[j] = from_float<T>(__fmul_rn(kNf4Code[c >> 4], a));
+    if (j + 1 < n) out[j + 1] = from_float<T>(__fmul_rn(kNf4Code[c & 15], a));
   }
 }
 
@@ -478,14 +481,15 @@ cudaError_t rope(const T* x, int64_t B, int64_t S, int64_t H, int64_t D, int64_t
 }
 
 template <typename T>
-cudaError_t nf4_dequantize(const uint8_t* codes, const float* absmax, int64_t n, int64_t block, T* out,
-                           cudaStream_t stream) {
-  if (block <= 0 || block % 2 != 0) return cudaErrorInvalidValue;
+cudaError_t nf4_dequantize(const Nf4Source& src, int64_t first, int64_t n, T* out, cudaStream_t stream) {
+  if (src.block <= 0 || src.block % 2 != 0 || first % 2 != 0) return cudaErrorInvalidValue;
+  if (src.absmax == nullptr && (src.absmax_q == nullptr || src.absmax_scale == nullptr || src.absmax_code == nullptr))
+    return cudaErrorInvalidValue;
   if (n <= 0) return cudaSuccess;
   constexpr int kThreads = 256;
   const int64_t n_bytes = (n + 1) / 2;
   const dim3 grid(static_cast<unsigned>(std::min(ceil_div(n_bytes, kThreads), kMaxGridX)));
-  nf4_dequantize_kernel<T><<<grid, kThreads, 0, stream>>>(codes, absmax, n, block, out);
+  nf4_dequantize_kernel<T><<<grid, kThreads, 0, stream>>>(src, first, n, out);
   return cudaGetLastError();
 }
 
@@ -501,10 +505,10 @@ cudaError_t nf4_dequantize(const uint8_t* codes, const float* absmax, int64_t n,
                                int64_t, const T*, const T*, int64_t, int64_t, int64_t, T*,         \
                                cudaStream_t);
 
-template cudaError_t nf4_dequantize<float>(const uint8_t*, const float*, int64_t, int64_t, float*, cudaStream_t);
-template cudaError_t nf4_dequantize<__half>(const uint8_t*, const float*, int64_t, int64_t, __half*, cudaStream_t);
-template cudaError_t nf4_dequantize<__nv_bfloat16>(const uint8_t*, const float*, int64_t, int64_t,
-                                                   __nv_bfloat16*, cudaStream_t);
+template cudaError_t nf4_dequantize<float>(const Nf4Source&, int64_t, int64_t, float*, cudaStream_t);
+template cudaError_t nf4_dequantize<__half>(const Nf4Source&, int64_t, int64_t, __half*, cudaStream_t);
+template cudaError_t nf4_dequantize<__nv_bfloat16>(const Nf4Source&, int64_t, int64_t, __nv_bfloat16*,
+                                                   cudaStream_t);
 KVPRIME_INSTANTIATE(float)
 KVPRIME_INSTANTIATE(__half)
 KVPRIME_INSTANTIATE(__nv_bfloat16)

@@ -88,12 +88,23 @@ cudaError_t rope(const T* x, int64_t B, int64_t S, int64_t H, int64_t D, int64_t
                  int64_t x_sh, const T* cos, const T* sin, int64_t cs_sb, int64_t cs_ss, int64_t rd,
                  T* out, cudaStream_t stream);
 
-// NF4 dequantization (model/nf4.h): n elements from codes (two per byte, the first in the high
-// nibble) and absmax (one float per `block` elements, block even) into out (contiguous):
-//   out[i] = T(code_value[nibble(i)] * absmax[i / block])   (one float multiply, rounded once)
-// exactly what the eager path computes (float32 values times float32 absmax, then .to(T)).
+// NF4 dequantization (model/nf4.h): elements [first, first + n) of a tensor (first even) from codes
+// (two per byte, the first in the high nibble) and a float32 scale per `block` elements (block
+// even), into out[0, n) (contiguous):
+//   out[j] = T(code_value[nibble(first + j)] * absmax[(first + j) / block])  (one multiply, rounded once)
+// absmax is given directly, or (absmax == nullptr) double-quantized:
+//   absmax[b] = absmax_code[absmax_q[b]] * absmax_scale[b / 256] + absmax_offset  (each op rounded)
+// exactly what the eager path computes (float32 ops, then .to(T)).
+struct Nf4Source {
+  const uint8_t* codes = nullptr;
+  const float* absmax = nullptr;
+  const uint8_t* absmax_q = nullptr;
+  const float* absmax_scale = nullptr;
+  const float* absmax_code = nullptr;   // 256 values, device memory
+  float absmax_offset = 0.0f;
+  int64_t block = 64;
+};
 template <typename T>
-cudaError_t nf4_dequantize(const uint8_t* codes, const float* absmax, int64_t n, int64_t block, T* out,
-                           cudaStream_t stream);
+cudaError_t nf4_dequantize(const Nf4Source& src, int64_t first, int64_t n, T* out, cudaStream_t stream);
 
 }  // namespace kvprime::cuda_kernels
