@@ -147,21 +147,29 @@ Nf4Tensor quantize_nf4(const at::Tensor& w, int64_t block, bool double_quant) {
   KVP_CHECK(n > 0, "quantize_nf4: empty tensor");
   const int64_t nb = (n + block - 1) / block;
   auto f32 = w.options().dtype(at::kFloat);
-  at::Tensor flat = w.reshape({-1}).to(at::kFloat);
-  // Zero padding of the last block changes neither its absmax nor its valid codes.
-  if (nb * block != n) flat = at::cat({flat, at::zeros({nb * block - n}, f32)});
-  at::Tensor blocks = flat.view({nb, block});                             // [nb, block]
-  at::Tensor absmax = blocks.abs().amax(1);                               // [nb] float32
-  at::Tensor norm = blocks * at::reciprocal(absmax).unsqueeze(1);         // x * (1 / absmax)
-  // Index = how many midpoints lie strictly below x (bucketize, right=false: mid[i-1] < x <= mid[i]).
-  at::Tensor mid = tensor_of(kMid.data(), 15, w.device());
-  at::Tensor idx = at::bucketize(norm, mid, /*out_int32=*/true, /*right=*/false);
-  idx = at::where(at::isnan(norm), at::zeros_like(idx), idx).to(at::kByte);  // [nb, block]
-  at::Tensor pairs = idx.view({-1, 2});
+  const at::Tensor flat = w.reshape({-1});
+  const at::Tensor mid = tensor_of(kMid.data(), 15, w.device());
   Nf4Tensor q;
-  q.codes = at::bitwise_or(at::__lshift__(pairs.select(1, 0), 4), pairs.select(1, 1)).contiguous();
-  const int64_t n_bytes = (n + 1) / 2;
-  if (q.codes.numel() != n_bytes) q.codes = q.codes.narrow(0, 0, n_bytes).contiguous();
+  q.codes = at::empty({(n + 1) / 2}, w.options().dtype(at::kByte));
+  at::Tensor absmax = at::empty({nb}, f32);
+  // Chunks of whole blocks (about 4M elements), each block on its own: the float32 temporaries stay
+  // small when a 7B model's projections are quantized on the GPU at load time.
+  const int64_t chunk_blocks = std::max<int64_t>(1, (int64_t{1} << 22) / block);
+  for (int64_t b0 = 0; b0 < nb; b0 += chunk_blocks) {
+    const int64_t cb = std::min(chunk_blocks, nb - b0), e0 = b0 * block, ne = std::min(n - e0, cb * block);
+    at::Tensor x = flat.narrow(0, e0, ne).to(at::kFloat);
+    // Zero padding of the last block changes neither its absmax nor its valid codes.
+    if (ne != cb * block) x = at::cat({x, at::zeros({cb * block - ne}, f32)});
+    at::Tensor blocks = x.view({cb, block});                                // [cb, block]
+    at::Tensor a = blocks.abs().amax(1);                                    // [cb] float32
+    at::Tensor norm = blocks * at::reciprocal(a).unsqueeze(1);              // x * (1 / absmax)
+    // Index = how many midpoints lie strictly below x (bucketize, right=false: mid[i-1] < x <= mid[i]).
+    at::Tensor idx = at::bucketize(norm, mid, /*out_int32=*/true, /*right=*/false);
+    idx = at::where(at::isnan(norm), at::zeros_like(idx), idx).to(at::kByte).view({-1, 2});
+    at::Tensor bytes = at::bitwise_or(at::__lshift__(idx.select(1, 0), 4), idx.select(1, 1));
+    q.codes.narrow(0, e0 / 2, (ne + 1) / 2).copy_(bytes.narrow(0, 0, (ne + 1) / 2));
+    absmax.narrow(0, b0, cb).copy_(a);
+  }
   q.shape = w.sizes().vec();
   q.block = block;
   if (!double_quant) {

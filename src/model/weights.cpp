@@ -134,10 +134,23 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::Sc
       lw.pre_ffn_norm = r.get(L + "pre_feedforward_layernorm.weight", {d});
       lw.post_ffn_norm = r.get(L + "post_feedforward_layernorm.weight", {d});
     }
-    lw.wq = r.get(L + "self_attn.q_proj.weight", {q_out, d});
-    lw.wk = r.get(L + "self_attn.k_proj.weight", {kv_out, d});
-    lw.wv = r.get(L + "self_attn.v_proj.weight", {kv_out, d});
-    lw.wo = r.get(L + "self_attn.o_proj.weight", {d, q_out});
+    // A projection's weight: dense, or quantized right after it is read (the dense copy freed at
+    // once, so loading needs one projection's dense tensor on top of the 4-bit ones).
+    auto linear = [&](const std::string& name, std::vector<int64_t> shape, at::Tensor& dense,
+                      std::vector<Nf4Tensor>& parts) {
+      at::Tensor t = r.get(L + name, std::move(shape));
+      if (format == WeightFormat::Native) {
+        dense = std::move(t);
+      } else {
+        // Quantized from the weights in the compute dtype, as bitsandbytes quantizes the loaded
+        // fp16/bf16 weights.
+        parts.push_back(quantize_nf4(t, 64, format == WeightFormat::Nf4DoubleQuant));
+      }
+    };
+    linear("self_attn.q_proj.weight", {q_out, d}, lw.wq, lw.nf4_qkv);
+    linear("self_attn.k_proj.weight", {kv_out, d}, lw.wk, lw.nf4_qkv);
+    linear("self_attn.v_proj.weight", {kv_out, d}, lw.wv, lw.nf4_qkv);
+    linear("self_attn.o_proj.weight", {d, q_out}, lw.wo, lw.nf4_o);
     if (cfg.qkv_bias) {
       lw.bq = r.get(L + "self_attn.q_proj.bias", {q_out});
       lw.bk = r.get(L + "self_attn.k_proj.bias", {kv_out});
@@ -148,24 +161,15 @@ ModelWeights load_weights(const Checkpoint& ckpt, const ModelConfig& cfg, at::Sc
       lw.q_norm = r.get(L + "self_attn.q_norm.weight", {hd});
       lw.k_norm = r.get(L + "self_attn.k_norm.weight", {hd});
     }
-    lw.w_gate = r.get(L + "mlp.gate_proj.weight", {dff, d});
-    lw.w_up = r.get(L + "mlp.up_proj.weight", {dff, d});
-    lw.w_down = r.get(L + "mlp.down_proj.weight", {d, dff});
+    linear("mlp.gate_proj.weight", {dff, d}, lw.w_gate, lw.nf4_gate_up);
+    linear("mlp.up_proj.weight", {dff, d}, lw.w_up, lw.nf4_gate_up);
+    linear("mlp.down_proj.weight", {d, dff}, lw.w_down, lw.nf4_down);
     if (cfg.mlp_bias) {
       lw.b_gate = r.get(L + "mlp.gate_proj.bias", {dff});
       lw.b_up = r.get(L + "mlp.up_proj.bias", {dff});
       lw.b_down = r.get(L + "mlp.down_proj.bias", {d});
     }
     if (format != WeightFormat::Native) {
-      // Quantized from the weights in the compute dtype (as bitsandbytes quantizes the loaded
-      // fp16/bf16 weights); the dense copies are dropped layer by layer.
-      const bool dq = format == WeightFormat::Nf4DoubleQuant;
-      auto quantize = [dq](const at::Tensor& t) { return quantize_nf4(t, 64, dq); };
-      for (at::Tensor* t : {&lw.wq, &lw.wk, &lw.wv}) lw.nf4_qkv.push_back(quantize(*t));
-      lw.nf4_o.push_back(quantize(lw.wo));
-      for (at::Tensor* t : {&lw.w_gate, &lw.w_up}) lw.nf4_gate_up.push_back(quantize(*t));
-      lw.nf4_down.push_back(quantize(lw.w_down));
-      for (at::Tensor* t : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) *t = at::Tensor();
       if (lw.bq.defined()) {
         lw.b_qkv = at::cat({lw.bq, lw.bk, lw.bv}, 0);
       }

@@ -135,6 +135,17 @@ TEST(Nf4, BandedLinearEqualsOneGemm) {
   EXPECT_LT(kvprime::test::max_rel_diff(ops::linear(x, parts, at::Tensor(), at::Tensor(), 7 * 256), one - b), 1e-6);
 }
 
+// quantize_nf4 works in chunks of 2^22 elements (whole blocks): the codes and absmax of a larger
+// tensor equal those of its halves quantized separately (each a single chunk, split elsewhere).
+TEST(Nf4, QuantizingInChunksChangesNothing) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(17);
+  const int64_t half = int64_t{3} << 20, n = 2 * half + 3 * 64 + 10;  // 6.3M: two chunks, a partial block
+  at::Tensor w = at::randn({n}, g);
+  Nf4Tensor whole = quantize_nf4(w), a = quantize_nf4(w.narrow(0, 0, half)), b = quantize_nf4(w.narrow(0, half, n - half));
+  EXPECT_TRUE(at::equal(whole.codes, at::cat({a.codes, b.codes})));
+  EXPECT_TRUE(at::equal(whole.absmax, at::cat({a.absmax, b.absmax})));
+}
+
 TEST(Nf4, DequantizeIsWithinHalfACodeStep) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(7);
   at::Tensor w = at::randn({96, 130}, g);  // 12480 elements: 195 blocks, no tail
