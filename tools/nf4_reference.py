@@ -13,13 +13,17 @@ in float64, rounded to float32: kvprime's definition, see model/nf4.h), then abs
 blocks of 256: each block's absmax, x * (1 / absmax) clamped to [-1, 1], and the index of the
 nearest value of the signed dynamic map by float32 |x - v| (argmin over all 256: the first wins a
 tie), as bitsandbytes' quantize_blockwise does. kvprime looks at the two neighbours only. The map
-is built with torch exactly as bitsandbytes' create_dynamic_map builds it.
+is built with torch exactly as bitsandbytes' create_dynamic_map builds it; its values depend on
+torch's float32 linspace (torch 1.13 rounds 42 of the 256 one ulp differently from torch 2.x), so
+the script wants PyTorch 2.x, as bitsandbytes has today: run it on the GPU machine (device tool),
+where torch 2.11 made the committed fixture.
 
-    /usr/bin/python3 tools/nf4_reference.py   # writes tests/fixtures/nf4/reference.safetensors
+    python3 tools/nf4_reference.py [out]   # default tests/fixtures/nf4/reference.safetensors
 """
 import json
 import pathlib
 import struct
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -131,6 +135,9 @@ def write_safetensors(path, tensors, metadata):
 
 
 def main():
+    if int(torch.__version__.split(".")[0]) < 2:
+        sys.exit(f"nf4_reference: torch {torch.__version__}: the dynamic map needs PyTorch 2.x's linspace "
+                 "(run this on the GPU machine)")
     rng = np.random.default_rng(20261129)
     cases = {
         "normal": rng.standard_normal((48, 128)).astype(np.float32) * 0.02,  # weight-like
@@ -162,9 +169,10 @@ def main():
         tensors[f"{name}/dq/absmax_q"] = q
         tensors[f"{name}/dq/absmax_scale"] = scale
         tensors[f"{name}/dq/absmax_offset"] = offset
-    out = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "nf4" / "reference.safetensors"
+    out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else \
+        pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "nf4" / "reference.safetensors"
     write_safetensors(out, tensors, {"generator": "tools/nf4_reference.py", "fixture_version": "2",
-                                     "block": "64"})
+                                     "block": "64", "torch": torch.__version__, "numpy": np.__version__})
     print(f"wrote {out} ({out.stat().st_size} bytes, {len(cases)} cases)")
 
 

@@ -26,7 +26,8 @@ at::Tensor linear(const at::Tensor& x, const std::vector<Nf4Tensor>& parts, cons
   for (const Nf4Tensor& q : parts)
     KVP_CHECK(q.shape.size() == 2 && q.shape[1] == cols, "linear: NF4 parts of different widths");
   const int64_t row_bytes = cols * static_cast<int64_t>(x.element_size());
-  if (rows * row_bytes <= band_bytes || cols % 2 != 0) {
+  const int64_t out_bytes = (x.numel() / cols) * rows * static_cast<int64_t>(x.element_size());
+  if (rows * row_bytes <= std::max(band_bytes, out_bytes) || cols % 2 != 0) {
     // One GEMM: the parts (q, k, v) dequantized straight into their rows of one stacked weight.
     at::Tensor wt = at::empty({rows, cols}, x.options());
     int64_t at_row = 0;
@@ -36,14 +37,21 @@ at::Tensor linear(const at::Tensor& x, const std::vector<Nf4Tensor>& parts, cons
     }
     return linear(x, wt, b);
   }
-  // Bands of rows: each dequantized into one reused buffer [band, cols], then x2 @ band^T written
-  // into the band's columns of out [M, rows] (a strided view: the GEMM's leading dimension).
-  const int64_t band = std::max<int64_t>(1, band_bytes / row_bytes);
+  // Bands of rows: each part cut into equal bands of at most band_bytes, each dequantized into one
+  // reused buffer [band, cols], then x2 @ band^T written into the band's columns of out [M, rows]
+  // (a strided view: the GEMM's leading dimension).
+  auto band_rows = [&](int64_t part_rows) {
+    const int64_t n_bands = (part_rows * row_bytes + band_bytes - 1) / band_bytes;
+    return (part_rows + n_bands - 1) / n_bands;
+  };
+  int64_t buf_rows = 0;
+  for (const Nf4Tensor& q : parts) buf_rows = std::max(buf_rows, band_rows(q.shape[0]));
   at::Tensor x2 = x.reshape({-1, cols});
   at::Tensor out = at::empty({x2.size(0), rows}, x.options());
-  at::Tensor buf = at::empty({band, cols}, x.options());
+  at::Tensor buf = at::empty({buf_rows, cols}, x.options());
   int64_t at_row = 0;
   for (const Nf4Tensor& q : parts) {
+    const int64_t band = band_rows(q.shape[0]);
     for (int64_t r0 = 0; r0 < q.shape[0]; r0 += band) {
       const int64_t n = std::min(band, q.shape[0] - r0);
       at::Tensor wt = buf.narrow(0, 0, n);

@@ -194,11 +194,16 @@ TEST(Nf4, CudaQuantizerEqualsTheCpus) {
     EXPECT_EQ(cq.absmax_offset, dqq.absmax_offset);
     for (auto dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
       EXPECT_TRUE(at::equal(dequantize_nf4(cq, dt), dequantize_nf4(dqq, dt).cpu())) << dt;
-      const int64_t first = std::min<int64_t>(66, cq.numel() - 2) & ~int64_t{1}, count = cq.numel() - first;
-      at::Tensor a = at::zeros({count}, at::TensorOptions().dtype(dt)), b = a.to(at::kCUDA);
-      dequantize_nf4_into(cq, a, first);
-      dequantize_nf4_into(dqq, b, first);
-      EXPECT_TRUE(at::equal(a, b.cpu())) << dt;
+      // From an element that is not (66) and one that is (64) a multiple of 16: the scalar and the
+      // 16-wide kernel, each with a tail.
+      for (int64_t at : {66, 64}) {
+        const int64_t first = std::min<int64_t>(at, cq.numel() - 2) & ~int64_t{1}, count = cq.numel() - first - 3;
+        if (count <= 0) continue;
+        at::Tensor a = at::zeros({count}, at::TensorOptions().dtype(dt)), b = a.to(at::kCUDA);
+        dequantize_nf4_into(cq, a, first);
+        dequantize_nf4_into(dqq, b, first);
+        EXPECT_TRUE(at::equal(a, b.cpu())) << dt << " from " << first;
+      }
     }
   }
 }
