@@ -19,7 +19,7 @@ import kvprime
 SHAPES = ((32, 160), (1, 512))   # HF's benchmark batch; one seed-sized sequence
 
 
-def measure(path, weights, iters):
+def measure(path, weights, iters, profile=False):
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
@@ -47,6 +47,13 @@ def measure(path, weights, iters):
         out[f"forward_ms_{key}"] = round(dt * 1e3, 2)
         out[f"tokens_per_s_{key}"] = round(batch * seq / dt)
         out[f"forward_peak_GB_{key}"] = round((torch.cuda.max_memory_allocated() - base) / 1e9, 3)
+        if profile and weights != "native":
+            # Where the GPU time goes (kvprime's kernels are seen by CUPTI like torch's own).
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                m.forward(ids, logits="last")
+                torch.cuda.synchronize()
+            print(f"{weights} {key}:")
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=6, max_name_column_width=60))
         del ids
     del m
     torch.cuda.empty_cache()
@@ -57,9 +64,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of each NF4 forward")
     a = ap.parse_args()
     print(torch.cuda.get_device_name(0), "torch", torch.__version__)
-    rows = [measure(a.model, w, a.iters) for w in ("native", "nf4", "nf4-dq")]
+    rows = [measure(a.model, w, a.iters, a.profile) for w in ("native", "nf4", "nf4-dq")]
     for r in rows:
         print(json.dumps(r))
     n = rows[0]

@@ -14,4 +14,4 @@ fi
 PYTEST_ARGS="-k nothing_at_all" bash tools/gpu/python_check.sh > "$OUT/build.txt" 2>&1 || { tail -20 "$OUT/build.txt"; }
 [ -n "${MP:-}" ] && wait $MP
 tail -2 "$OUT/model.log" 2>/dev/null
-PYTHONPATH=$PWD/build-gpu-py/python python3 tools/gpu/nf4_7b.py --model "$MODEL" 2>&1 | tee "$OUT/nf4_7b.txt"
+PYTHONPATH=$PWD/build-gpu-py/python python3 tools/gpu/nf4_7b.py --model "$MODEL" ${NF4_7B_ARGS:-} 2>&1 | tee "$OUT/nf4_7b.txt"

@@ -396,8 +396,18 @@ __device__ __forceinline__ float nf4_block_scale(const Nf4Source& src, int64_t b
 
 // One thread per code byte: elements first + 2k (high nibble) and first + 2k + 1 (low nibble),
 // which share a block (first and block are even). For ranges the vector kernel does not cover.
+// The 16 code values copied to shared memory (every thread of the block must call this): a warp's
+// threads look up different entries, which constant memory would serve one address at a time.
+__device__ __forceinline__ const float* nf4_shared_code() {
+  __shared__ float code[16];
+  if (threadIdx.x < 16) code[threadIdx.x] = kNf4Code[threadIdx.x];
+  __syncthreads();
+  return code;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(256) nf4_dequantize_kernel(Nf4Source src, int64_t first, int64_t n, T* out) {
+  const float* code = nf4_shared_code();
   const int64_t n_bytes = (n + 1) / 2;
   const uint8_t* codes = src.codes + first / 2;
   for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n_bytes;
@@ -405,8 +415,8 @@ __global__ void __launch_bounds__(256) nf4_dequantize_kernel(Nf4Source src, int6
     const uint8_t c = codes[k];
     const int64_t j = 2 * k;
     const float a = nf4_block_scale(src, (first + j) / src.block);
-    out[j] = from_float<T>(__fmul_rn(kNf4Code[c >> 4], a));
-    if (j + 1 < n) out[j + 1] = from_float<T>(__fmul_rn(kNf4Code[c & 15], a));
+    out[j] = from_float<T>(__fmul_rn(code[c >> 4], a));
+    if (j + 1 < n) out[j + 1] = from_float<T>(__fmul_rn(code[c & 15], a));
   }
 }
 
@@ -415,6 +425,7 @@ __global__ void __launch_bounds__(256) nf4_dequantize_kernel(Nf4Source src, int6
 // 16-byte aligned. The same roundings as the scalar kernel. Writes 16 * (n / 16) elements.
 template <typename T>
 __global__ void __launch_bounds__(256) nf4_dequantize16_kernel(Nf4Source src, int64_t first, int64_t n16, T* out) {
+  const float* code = nf4_shared_code();
   constexpr int kPerStore = 16 / sizeof(T);
   const uint2* codes = reinterpret_cast<const uint2*>(src.codes + first / 2);
   for (int64_t g = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < n16;
@@ -429,8 +440,8 @@ __global__ void __launch_bounds__(256) nf4_dequantize16_kernel(Nf4Source src, in
     for (int byte = 0; byte < 8; ++byte) {
       const uint32_t word = byte < 4 ? c.x : c.y;
       const uint32_t cb = (word >> (8 * (byte % 4))) & 0xff;  // little-endian: byte 0 is the lowest
-      o.v[2 * byte] = from_float<T>(__fmul_rn(kNf4Code[cb >> 4], a));
-      o.v[2 * byte + 1] = from_float<T>(__fmul_rn(kNf4Code[cb & 15], a));
+      o.v[2 * byte] = from_float<T>(__fmul_rn(code[cb >> 4], a));
+      o.v[2 * byte + 1] = from_float<T>(__fmul_rn(code[cb & 15], a));
     }
     uint4* dst = reinterpret_cast<uint4*>(out + 16 * g);
 #pragma unroll
