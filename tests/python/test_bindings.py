@@ -133,6 +133,25 @@ def test_caches_of_different_models_are_refused(model, tokenizer, config):
         kvprime.score_answer(other, mine, [5, 6], [7, 8])
 
 
+@pytest.mark.parametrize("weights", ["nf4", "nf4-dq"])
+def test_nf4_weights_load_and_stay_apart(model, tokenizer, config, weights):
+    q = kvprime.Model.load(str(DEMO), weights=weights)
+    assert q.fingerprint == model.fingerprint + "-" + weights
+    ids = torch.tensor([tokenizer.encode("Document:\n" + PASSAGE)])
+    dense, four = model.forward(ids), q.forward(ids)
+    assert torch.isfinite(four).all()
+    # 4-bit weights move the logits (measured: up to 0.28 of their largest; correlation 0.954),
+    # but keep them correlated; bounds with margin.
+    assert 0 < max_rel(four, dense) < 0.5
+    assert torch.corrcoef(torch.stack([four.flatten(), dense.flatten()]))[0, 1] > 0.9
+    _, mine = kvprime.build_kv_cache(PASSAGE, model, tokenizer, config)
+    _, theirs = kvprime.build_kv_cache(PASSAGE, q, tokenizer, config)
+    with pytest.raises(kvprime.Error):
+        kvprime.build_hybrid_cache(mine, theirs)
+    with pytest.raises(kvprime.Error, match="nf5"):
+        kvprime.Model.load(str(DEMO), weights="nf5")
+
+
 @pytest.mark.parametrize("name", ["llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"])
 def test_forward_matches_hf_fixture(name):
     """HF transformers' float32 CPU logits and K/V (tests/fixtures/parity, made by

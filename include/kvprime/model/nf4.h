@@ -17,8 +17,8 @@
 // 4 + 32/64: 0.516 bytes instead of 0.5625.
 //
 // Dequantized: code_value[index] * absmax (float32), then the compute dtype; a double-quantized
-// absmax is first dynamic_map[q] * scale + offset (float32, in that order). On CUDA one fused kernel
-// (src/model/cuda/fused_kernels.cu) does both with the same roundings, bit-identical to the eager ops.
+// absmax is first dynamic_map[q] * scale + offset (float32, in that order). On the CPU a loop, on
+// CUDA one kernel (src/model/cuda/fused_kernels.cu), with the same roundings: bit-identical.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -51,7 +51,8 @@ const std::array<float, 16>& nf4_code();        // ascending, code[0] = -1, code
 const std::array<float, 15>& nf4_midpoints();   // the decision thresholds, ascending
 // bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): 256 ascending
 // float32 values in [-0.993, 1]: 0, 1 and, for e = 0..6, +-10^(e-6) x the 2^e midpoints of
-// linspace(0.1, 1, 2^e + 1), all in float32 as torch computes them.
+// linspace(0.1, 1, 2^e + 1), in float32 as PyTorch 2.x computes them (a fixed table: the values
+// depend on torch's linspace; torch 1.13 rounds 42 of them one ulp differently).
 const std::array<float, 256>& dynamic_map();
 
 // Any floating dtype and device (computed there, in float32). block: even, >= 2.
