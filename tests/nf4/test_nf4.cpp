@@ -11,6 +11,9 @@
 
 #include "kvprime/cache/surgery.h"
 #include "kvprime/core/error.h"
+#include "kvprime/experiment/runner.h"
+#include "kvprime/experiment/spec.h"
+#include "kvprime/experiment/store.h"
 #include "kvprime/io/safetensors.h"
 #include "kvprime/model/model.h"
 #include "kvprime/model/nf4.h"
@@ -308,6 +311,38 @@ TEST_F(Nf4Demo, MeanAnswerNllStaysCloseToFloat32) {
   // order alone costs nats) fails it.
   EXPECT_LT(std::abs(mean_q - mean_d), 0.1);
   EXPECT_LT(std::abs(mean_dq - mean_d), 0.1);
+}
+
+// `weights = "nf4-dq"` in an experiment: the run loads the 4-bit model (load_options_for), its rows
+// are finite, and the results identity differs from the native and nf4 runs' (no resuming across
+// formats); an unknown format is refused naming the field.
+TEST(Nf4Experiment, WeightsFieldRunsAndSeparatesResults) {
+  kvprime::test::TempDir tmp;
+  const std::string root = kvprime::test::source_dir();
+  auto spec_with = [&](const std::string& weights) {
+    return parse_experiment("[experiment]\nname = \"w\"\nmodel = \"" + root + "/models/demo\"\ndataset = \"" + root +
+                                "/data/demo/qa.jsonl\"\nsamples = 3\nout = \"" + tmp.path() + "/" + weights +
+                                "\"\nweights = \"" + weights + "\"\n[templates]\nanswer = \" {answer}\"\n"
+                                "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n",
+                            "w.toml", tmp.path());
+  };
+  ExperimentSpec dq = spec_with("nf4-dq"), plain = spec_with("nf4"), native = spec_with("native");
+  EXPECT_EQ(load_options_for(dq).weights, WeightFormat::Nf4DoubleQuant);
+  EXPECT_NE(dq.results_identity(), plain.results_identity());
+  EXPECT_NE(dq.results_identity(), native.results_identity());
+  RunOptions o;
+  o.progress = false;
+  RunSummary sum = run_experiment(dq, o);
+  EXPECT_EQ(sum.failures, 0);
+  ASSERT_GT(sum.rows_computed, 0);
+  for (const auto& r : ResultStore::open_readonly(dq.store_path()).rows()) EXPECT_TRUE(std::isfinite(r.nll)) << r.sample_id;
+  try {
+    spec_with("nf5");
+    ADD_FAILURE() << "weights = \"nf5\" was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weights"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("nf4-dq"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
