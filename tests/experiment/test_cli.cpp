@@ -22,13 +22,8 @@ using Result = kvprime::test::CliResult;
 Result sh(const std::string& args) { return kvprime::test::run_cli(args); }
 
 std::string demo_toml(const std::string& dir) {
-  const std::string root = kvprime::test::source_dir();
-  const std::string path = dir + "/e.toml";
-  std::ofstream(path) << "[experiment]\nname = \"cli\"\nmodel = \"" << root << "/models/demo\"\n"
-                      << "dataset = \"" << root << "/data/demo/qa.jsonl\"\nsamples = 4\nout = \"out\"\n"
-                      << "[templates]\nanswer = \" {answer}\"\n"
-                      << "[[condition]]\nname = \"surrogate\"\nprefix = \"surrogate\"\n";
-  return path;
+  return kvprime::test::write_demo_experiment(dir, "cli", "out", 4,
+                                              "[[condition]]\nname = \"surrogate\"\nprefix = \"surrogate\"\n");
 }
 
 TEST(Cli, RunExplainReport) {

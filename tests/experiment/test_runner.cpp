@@ -28,16 +28,14 @@ namespace {
 constexpr double kTol = 1e-5;
 
 std::string toml(const std::string& out, bool ranking, const std::string& extra = "") {
-  const std::string root = kvprime::test::source_dir();
-  return "[experiment]\nname = \"t\"\nmodel = \"" + root + "/models/demo\"\ndataset = \"" + root +
-         "/data/demo/qa.jsonl\"\nsamples = 6\nbatch = 4\nout = \"" + out + "\"\nranking = " +
-         (ranking ? "true" : "false") + "\n" + extra +
-         "[templates]\nanswer = \" {answer}\"\n"
+  return kvprime::test::demo_experiment_toml(
+      "t", out, 6,
          "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n"
          "[[condition]]\nname = \"values_only\"\nprefix = \"surrogate\"\nkeys = \"bare\"\n"
          "[[condition]]\nname = \"block\"\nprefix = \"oracle\"\nmask = \"block\"\nrepetitions = 2\n"
          "[[condition]]\nname = \"hidden\"\nprefix = \"oracle\"\ncontext = \"full\"\nhide_prefix = true\n"
-         "[[condition]]\nname = \"pmi\"\nprefix = \"first_sentence\"\ntarget = \"pmi\"\n";
+         "[[condition]]\nname = \"pmi\"\nprefix = \"first_sentence\"\ntarget = \"pmi\"\n",
+      std::string("batch = 4\nranking = ") + (ranking ? "true" : "false") + "\n" + extra);
 }
 
 class Runner : public ::testing::Test {
@@ -57,10 +55,8 @@ class Runner : public ::testing::Test {
     ExperimentRunner r(spec, *model_, *tok_, read_dataset(spec.dataset, d));
     return r.run(o);
   }
-  static std::map<std::tuple<std::string, std::string, int64_t>, ResultRow> rows_of(const std::string& store) {
-    std::map<std::tuple<std::string, std::string, int64_t>, ResultRow> m;
-    for (auto& r : ResultStore::open_readonly(store).rows()) m[{r.sample_id, r.condition, r.candidate}] = r;
-    return m;
+  static std::map<kvprime::test::RowKey, ResultRow> rows_of(const std::string& store) {
+    return kvprime::test::rows_by_key(store);
   }
   static Model* model_;
   static Tokenizer* tok_;

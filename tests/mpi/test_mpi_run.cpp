@@ -54,25 +54,14 @@ std::string mpirun_cmd(int np) {
 }
 
 std::string experiment(const std::string& dir, const std::string& out) {
-  const std::string root = kvprime::test::source_dir();
-  const std::string path = dir + "/e.toml";
-  write_file(path, "[experiment]\nname = \"mpi\"\nmodel = \"" + root + "/models/demo\"\ndataset = \"" +
-                       root + "/data/demo/qa.jsonl\"\nsamples = " + std::to_string(kSamples) +
-                       "\nbatch = 4\nout = \"" + out + "\"\n[templates]\nanswer = \" {answer}\"\n"
-                       "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n"
-                       "[[condition]]\nname = \"values_only\"\nprefix = \"oracle\"\nkeys = \"bare\"\n");
-  return path;
+  return kvprime::test::write_demo_experiment(dir, "mpi", out, kSamples,
+                                              "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n"
+                                              "[[condition]]\nname = \"values_only\"\nprefix = \"oracle\"\nkeys = \"bare\"\n",
+                                              "batch = 4\n");
 }
 
-using Key = std::tuple<std::string, std::string, int64_t>;
-std::map<Key, ResultRow> rows_of(const std::string& store) {
-  std::map<Key, ResultRow> m;
-  for (auto& r : ResultStore::open_readonly(store).rows()) {
-    Key k{r.sample_id, r.condition, r.candidate};
-    EXPECT_TRUE(m.emplace(k, r).second) << "duplicate row " << r.sample_id << " " << r.condition;
-  }
-  return m;
-}
+using Key = kvprime::test::RowKey;
+std::map<Key, ResultRow> rows_of(const std::string& store) { return kvprime::test::rows_by_key(store); }
 
 const std::map<Key, ResultRow>& single_process() {
   static const std::map<Key, ResultRow> ref = [] {

@@ -318,12 +318,10 @@ TEST_F(Nf4Demo, MeanAnswerNllStaysCloseToFloat32) {
 // formats); an unknown format is refused naming the field.
 TEST(Nf4Experiment, WeightsFieldRunsAndSeparatesResults) {
   kvprime::test::TempDir tmp;
-  const std::string root = kvprime::test::source_dir();
   auto spec_with = [&](const std::string& weights) {
-    return parse_experiment("[experiment]\nname = \"w\"\nmodel = \"" + root + "/models/demo\"\ndataset = \"" + root +
-                                "/data/demo/qa.jsonl\"\nsamples = 3\nout = \"" + tmp.path() + "/" + weights +
-                                "\"\nweights = \"" + weights + "\"\n[templates]\nanswer = \" {answer}\"\n"
-                                "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n",
+    return parse_experiment(kvprime::test::demo_experiment_toml("w", tmp.path() + "/" + weights, 3,
+                                                                "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n",
+                                                                "weights = \"" + weights + "\"\n"),
                             "w.toml", tmp.path());
   };
   ExperimentSpec dq = spec_with("nf4-dq"), plain = spec_with("nf4"), native = spec_with("native");

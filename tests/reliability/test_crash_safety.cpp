@@ -38,14 +38,11 @@ constexpr double kTol = 1e-5;
 constexpr int kSamples = 24;
 
 std::string experiment(const std::string& dir, const std::string& out) {
-  const std::string root = kvprime::test::source_dir();
-  const std::string path = dir + "/e.toml";
-  write_file(path, "[experiment]\nname = \"crash\"\nmodel = \"" + root + "/models/demo\"\ndataset = \"" +
-                       root + "/data/demo/qa.jsonl\"\nsamples = " + std::to_string(kSamples) +
-                       "\nbatch = 4\nout = \"" + out + "\"\n[templates]\nanswer = \" {answer}\"\n"
-                       "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n"
-                       "[[condition]]\nname = \"hidden\"\nprefix = \"oracle\"\ncontext = \"full\"\nhide_prefix = true\n");
-  return path;
+  return kvprime::test::write_demo_experiment(
+      dir, "crash", out, kSamples,
+      "[[condition]]\nname = \"oracle\"\nprefix = \"oracle\"\n"
+      "[[condition]]\nname = \"hidden\"\nprefix = \"oracle\"\ncontext = \"full\"\nhide_prefix = true\n",
+      "batch = 4\n");
 }
 
 // `kvprime args...` in the background, stdout and stderr into `log`.
@@ -57,13 +54,11 @@ using kvprime::test::wait_exit;
 using kvprime::test::wait_rows;
 int64_t committed(const std::string& store) { return kvprime::test::committed_rows(store); }
 
-using Key = std::tuple<std::string, std::string, int64_t>;
+using Key = kvprime::test::RowKey;
+// Each row's NLL by key (rows_by_key fails the test on a duplicate).
 std::map<Key, double> rows_of(const std::string& store) {
   std::map<Key, double> m;
-  for (const auto& r : ResultStore::open_readonly(store).rows()) {
-    const bool fresh = m.emplace(Key{r.sample_id, r.condition, r.candidate}, r.nll).second;
-    EXPECT_TRUE(fresh) << "duplicate row " << r.sample_id << " " << r.condition;
-  }
+  for (const auto& [k, r] : kvprime::test::rows_by_key(store)) m.emplace(k, r.nll);
   return m;
 }
 

@@ -148,4 +148,29 @@ bool wait_rows(pid_t pid, const std::string& store, int64_t rows) {
   return false;
 }
 
+std::string demo_experiment_toml(const std::string& name, const std::string& out, int samples,
+                                 const std::string& conditions, const std::string& extra) {
+  const std::string root = source_dir();
+  return "[experiment]\nname = \"" + name + "\"\nmodel = \"" + root + "/models/demo\"\ndataset = \"" + root +
+         "/data/demo/qa.jsonl\"\nsamples = " + std::to_string(samples) + "\nout = \"" + out + "\"\n" + extra +
+         "[templates]\nanswer = \" {answer}\"\n" + conditions;
+}
+
+std::string write_demo_experiment(const std::string& dir, const std::string& name, const std::string& out,
+                                  int samples, const std::string& conditions, const std::string& extra) {
+  const std::string path = dir + "/e.toml";
+  write_file(path, demo_experiment_toml(name, out, samples, conditions, extra));
+  return path;
+}
+
+std::map<RowKey, ResultRow> rows_by_key(const std::string& store) {
+  std::map<RowKey, ResultRow> m;
+  for (auto& r : ResultStore::open_readonly(store).rows()) {
+    RowKey k{r.sample_id, r.condition, r.candidate};
+    EXPECT_TRUE(m.emplace(k, r).second) << "duplicate row " << r.sample_id << " " << r.condition << " "
+                                        << r.candidate << " in " << store;
+  }
+  return m;
+}
+
 }  // namespace kvprime::test

@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
+
+#include "kvprime/experiment/store.h"
 
 namespace kvprime::test {
 
@@ -52,6 +56,19 @@ int wait_exit(pid_t pid);
 int64_t committed_rows(const std::string& store);
 // Waits (up to 60 s) until `store` holds at least `rows` rows or `pid` exits; false if it exited.
 bool wait_rows(pid_t pid, const std::string& store, int64_t rows);
+
+// An experiment on the demo model and dataset, as TOML text: `name`, the first `samples` samples,
+// `out`, the demo model's answer template " {answer}", then `extra` lines of [experiment] (e.g.
+// "batch = 4\n") and the [[condition]] tables `conditions`.
+std::string demo_experiment_toml(const std::string& name, const std::string& out, int samples,
+                                 const std::string& conditions, const std::string& extra = "");
+// The same written to dir/e.toml; returns that path.
+std::string write_demo_experiment(const std::string& dir, const std::string& name, const std::string& out,
+                                  int samples, const std::string& conditions, const std::string& extra = "");
+
+// A results store's rows by (sample, condition, candidate); a duplicate key fails the test.
+using RowKey = std::tuple<std::string, std::string, int64_t>;
+std::map<RowKey, ResultRow> rows_by_key(const std::string& store);
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
