@@ -1,8 +1,9 @@
-// NF4 weights (model/nf4.h, LoadOptions::weights): the quantizer equals an independent reference
-// of bitsandbytes' algorithm bit for bit (tools/nf4_reference.py -> tests/fixtures/nf4), the
-// dequantizer inverts it to within half a code step, and the demo model with NF4 weights keeps its
-// answers: mean answer NLL within a stated bound of float32, and the seed's checks at the seed's
-// own (4-bit) tolerances.
+// NF4 weights (model/nf4.h, LoadOptions::weights): the quantizer, with and without double
+// quantization, equals an independent reference of bitsandbytes' algorithm bit for bit
+// (tools/nf4_reference.py -> tests/fixtures/nf4), the dequantizer inverts it to within half a code
+// step (any range of elements, CPU = CUDA), banded GEMMs equal one GEMM, and the demo model with NF4
+// weights keeps its answers: mean answer NLL within a stated bound of float32. The seed's 11 tests
+// with NF4 weights are the Nf4 instances of tests/seed/test_seed_demo.cpp.
 #include <gtest/gtest.h>
 
 #include <cmath>

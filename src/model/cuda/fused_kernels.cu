@@ -388,14 +388,14 @@ __constant__ float kNf4Code[16] = {
     0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
     0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
 
+// Block b's float32 scale: its absmax, or the double-quantized one (map value x scale + offset,
+// each rounded, as the eager ops).
 __device__ __forceinline__ float nf4_block_scale(const Nf4Source& src, int64_t b) {
   return src.absmax != nullptr
              ? src.absmax[b]
              : __fadd_rn(__fmul_rn(src.absmax_code[src.absmax_q[b]], src.absmax_scale[b / 256]), src.absmax_offset);
 }
 
-// One thread per code byte: elements first + 2k (high nibble) and first + 2k + 1 (low nibble),
-// which share a block (first and block are even). For ranges the vector kernel does not cover.
 // The 16 code values copied to shared memory (every thread of the block must call this): a warp's
 // threads look up different entries, which constant memory would serve one address at a time.
 __device__ __forceinline__ const float* nf4_shared_code() {
@@ -405,6 +405,8 @@ __device__ __forceinline__ const float* nf4_shared_code() {
   return code;
 }
 
+// One thread per code byte: elements first + 2k (high nibble) and first + 2k + 1 (low nibble),
+// which share a block (first and block are even). For ranges the vector kernel does not cover.
 template <typename T>
 __global__ void __launch_bounds__(256) nf4_dequantize_kernel(Nf4Source src, int64_t first, int64_t n, T* out) {
   const float* code = nf4_shared_code();
