@@ -12,13 +12,8 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 [ -d .gpu/openmpi ] && [ -d .gpu/deps ] || tar -C .gpu -xJf .gpu/pack/mpi_build.tar.xz
 source .gpu/openmpi/env.sh
 nvidia-smi -L | tee "$OUT/gpus.txt"
-MODEL=${MODEL:-/tmp/mistral7b}
-if [ ! -f "$MODEL/.complete" ]; then
-  ( python3 tools/make_random_hf_model.py --config tests/fixtures/configs/mistral-7b-instruct-v0.2.config.json \
-      --tokenizer third_party/npm/llama2 --dtype bfloat16 --seed 0 --out "$MODEL" && touch "$MODEL/.complete" ) \
-    > "$OUT/model.log" 2>&1 &
-  MP=$!
-fi
+source tools/gpu/mistral7b.sh
+start_mistral7b
 TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 B=build-gpu-mpi
 cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVPRIME_BUILD_TESTS=OFF \
@@ -27,8 +22,7 @@ cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVPRIME_BUILD_TESTS=OFF \
 grep "kvprime: MPI" "$OUT/cmake.log"
 cmake --build $B -j "$(nproc)" --target kvprime >"$OUT/build.log" 2>&1 ||
   { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
-[ -n "${MP:-}" ] && wait $MP
-tail -1 "$OUT/model.log" 2>/dev/null
+wait_mistral7b
 W=/tmp/mpi_scaling; rm -rf $W; mkdir -p $W
 # The demo experiment with the 7B model, every sample, bf16 on CUDA.
 sed -e "s|^model = .*|model = \"$MODEL\"|" -e "s|^dataset = .*|dataset = \"$PWD/data/demo/qa.jsonl\"|" \
