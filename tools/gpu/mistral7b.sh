@@ -13,5 +13,5 @@ start_mistral7b() {
 }
 wait_mistral7b() {
   [ -n "${MISTRAL7B_PID:-}" ] && wait "$MISTRAL7B_PID"
-  tail -1 "$OUT/model.log" 2>/dev/null
+  tail -1 "$OUT/model.log" 2>/dev/null || true
 }
